@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/golang-migrate/migrate/v4"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/acme/accounts/internal/auth"
+	"github.com/acme/accounts/internal/store"
+)
+
+// setup loads the configuration, the logger and the database pool that
+// every command needs.
+func setup(ctx context.Context, getenv func(string) string, stderr io.Writer) (Config, *slog.Logger, *pgxpool.Pool, error) {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return cfg, nil, nil, fmt.Errorf("configuration:\n%w", err)
+	}
+	if err := cfg.requireDatabase(); err != nil {
+		return cfg, nil, nil, fmt.Errorf("configuration:\n%w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	pool, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return cfg, log, nil, fmt.Errorf("%w (DATABASE_URL=%s)", err, redactURL(cfg.DatabaseURL))
+	}
+	return cfg, log, pool, nil
+}
+
+func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	rest, err := parseFlags("migrate", "server migrate up|down|version", args, 1, stderr)
+	if err != nil {
+		return err
+	}
+	action := rest[0]
+	if action != "up" && action != "down" && action != "version" {
+		return fmt.Errorf("%w: migrate takes up, down or version, not %q", errUsage, action)
+	}
+	_, _, pool, err := setup(ctx, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	m, err := store.Migrator(pool)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	switch action {
+	case "up":
+		err = m.Up()
+	case "down":
+		err = m.Down()
+	}
+	if err != nil && !errors.Is(err, migrate.ErrNoChange) {
+		return fmt.Errorf("migrate %s: %w", action, err)
+	}
+	v, dirty, err := m.Version()
+	switch {
+	case errors.Is(err, migrate.ErrNilVersion):
+		fmt.Fprintln(stdout, "version: none (no migration applied)")
+	case err != nil:
+		return fmt.Errorf("migrate version: %w", err)
+	default:
+		fmt.Fprintf(stdout, "version: %d%s\n", v, map[bool]string{true: " (dirty)"}[dirty])
+	}
+	return nil
+}
+
+func cmdKeys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	rest, err := parseFlags("keys", "server keys rotate", args, 1, stderr)
+	if err != nil {
+		return err
+	}
+	if rest[0] != "rotate" {
+		return fmt.Errorf("%w: keys takes rotate, not %q", errUsage, rest[0])
+	}
+	cfg, log, pool, err := setup(ctx, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	st := store.New(pool)
+	ring, err := newKeyRing(ctx, cfg, st, log)
+	if err != nil {
+		return err
+	}
+	kid, err := ring.Rotate(ctx)
+	if err != nil {
+		return err
+	}
+	_ = st.RecordEvent(ctx, auth.Event{Type: auth.EventKeyRotated, Detail: map[string]any{"kid": kid, "alg": cfg.JWTAlg}})
+	fmt.Fprintf(stdout, "new signing key %s (%s) signs from now on; older keys verify until their tokens expire\n", kid, cfg.JWTAlg)
+	return nil
+}
+
+func cmdUsers(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	rest, err := parseFlags("users", "server users set-role EMAIL ROLE", args, 3, stderr)
+	if err != nil {
+		return err
+	}
+	if rest[0] != "set-role" {
+		return fmt.Errorf("%w: users takes set-role, not %q", errUsage, rest[0])
+	}
+	email, role := rest[1], rest[2]
+	if !auth.ValidRole(role) {
+		return fmt.Errorf("%w: ROLE must be user or admin, not %q", errUsage, role)
+	}
+	cfg, log, pool, err := setup(ctx, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	svc, _, err := newService(ctx, cfg, store.New(pool), log)
+	if err != nil {
+		return err
+	}
+	u, err := svc.SetRole(ctx, email, role, auth.Client{})
+	if errors.Is(err, auth.ErrNotFound) {
+		return fmt.Errorf("no user with email %q", email)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s is now %s (from their next login or refresh)\n", u.Email, u.Role)
+	return nil
+}
+
+func newKeyRing(ctx context.Context, cfg Config, st *store.Store, log *slog.Logger) (*auth.KeyRing, error) {
+	if cfg.JWTAlg != auth.AlgHS256 && cfg.KEK == nil {
+		log.Warn("KEY_ENCRYPTION_KEY is not set: private signing keys are stored unencrypted in the database")
+	}
+	return auth.NewKeyRing(ctx, auth.KeyConfig{
+		Alg: cfg.JWTAlg, HMACSecret: cfg.JWTSecret, KEK: cfg.KEK,
+		Retention: cfg.AccessTTL + cfg.Leeway + auth.KeyReloadInterval,
+	}, st, timeNow)
+}
+
+func newService(ctx context.Context, cfg Config, st *store.Store, log *slog.Logger) (*auth.Service, *auth.KeyRing, error) {
+	ring, err := newKeyRing(ctx, cfg, st, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	tokens := auth.NewTokens(ring, cfg.Issuer, cfg.Audience, cfg.AccessTTL, cfg.Leeway, timeNow)
+	svc, err := auth.NewService(st, tokens, auth.Config{
+		AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, SessionMaxAge: cfg.SessionMaxAge,
+		ReuseGrace: cfg.ReuseGrace, PasswordMinLength: cfg.PasswordMinLength, Argon2: cfg.Argon2,
+		HashSlots: hashSlots(cfg.Argon2), HashWait: hashWait,
+	}, log, timeNow)
+	return svc, ring, err
+}

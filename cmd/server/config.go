@@ -1,0 +1,195 @@
+package main
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/acme/accounts/internal/auth"
+)
+
+// Config is every setting, read from the environment in one place.
+type Config struct {
+	DatabaseURL       string
+	Addr              string
+	Issuer            string
+	Audience          string
+	AccessTTL         time.Duration
+	RefreshTTL        time.Duration
+	SessionMaxAge     time.Duration
+	ReuseGrace        time.Duration
+	Leeway            time.Duration
+	LoginRateLimit    RateLimit
+	IPRateLimit       RateLimit
+	PasswordMinLength int
+	Argon2            auth.Argon2Params
+	JWTAlg            string
+	JWTSecret         []byte
+	KEK               []byte
+	TLSCertFile       string
+	TLSKeyFile        string
+	TrustedProxies    []string
+	LogLevel          slog.Level
+	MigrateOnStart    bool
+}
+
+// RateLimit is N events per Window; N == 0 disables it.
+type RateLimit struct {
+	N      int
+	Window time.Duration
+}
+
+// loadConfig parses and validates the environment. Every bad variable is
+// named in the one error returned.
+func loadConfig(getenv func(string) string) (Config, error) {
+	p := envParser{getenv: getenv}
+	c := Config{
+		DatabaseURL:       p.str("DATABASE_URL", ""),
+		Addr:              p.str("ADDR", ":8080"),
+		Issuer:            p.str("JWT_ISSUER", "http://localhost:8080"),
+		Audience:          p.str("JWT_AUDIENCE", "accounts"),
+		AccessTTL:         p.duration("ACCESS_TOKEN_TTL", "15m", time.Second),
+		RefreshTTL:        p.duration("REFRESH_TOKEN_TTL", "720h", time.Second),
+		SessionMaxAge:     p.duration("SESSION_MAX_AGE", "2160h", time.Second),
+		ReuseGrace:        p.duration("REFRESH_REUSE_GRACE", "10s", 0),
+		Leeway:            p.duration("JWT_LEEWAY", "5s", 0),
+		LoginRateLimit:    p.rate("LOGIN_RATE_LIMIT", "10/15m"),
+		IPRateLimit:       p.rate("IP_RATE_LIMIT", "300/1m"),
+		PasswordMinLength: p.integer("PASSWORD_MIN_LENGTH", "12", 1, 1024),
+		Argon2: auth.Argon2Params{
+			MemoryKiB: uint32(p.integer("ARGON2_MEMORY_KIB", "19456", 8, 4<<20)),
+			Time:      uint32(p.integer("ARGON2_TIME", "2", 1, 100)),
+			Threads:   uint8(p.integer("ARGON2_THREADS", "1", 1, 255)),
+		},
+		JWTAlg:         p.str("JWT_ALG", auth.AlgEdDSA),
+		TLSCertFile:    p.str("TLS_CERT_FILE", ""),
+		TLSKeyFile:     p.str("TLS_KEY_FILE", ""),
+		MigrateOnStart: p.boolean("MIGRATE_ON_START", "true"),
+	}
+	if !auth.ValidAlg(c.JWTAlg) {
+		p.fail("JWT_ALG", "must be EdDSA, ES256, RS256 or HS256")
+	}
+	if s := getenv("JWT_SECRET"); c.JWTAlg == auth.AlgHS256 {
+		if len(s) < auth.MinHMACSecret {
+			p.fail("JWT_SECRET", fmt.Sprintf("must be at least %d bytes with JWT_ALG=HS256", auth.MinHMACSecret))
+		}
+		c.JWTSecret = []byte(s)
+	}
+	if s := getenv("KEY_ENCRYPTION_KEY"); s != "" {
+		k, err := base64.StdEncoding.DecodeString(s)
+		if err != nil || len(k) != 32 {
+			p.fail("KEY_ENCRYPTION_KEY", "must be 32 bytes, base64-encoded")
+		}
+		c.KEK = k
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		p.fail("TLS_CERT_FILE", "and TLS_KEY_FILE must be set together")
+	}
+	if s := getenv("TRUSTED_PROXIES"); s != "" {
+		for _, cidr := range strings.Split(s, ",") {
+			cidr = strings.TrimSpace(cidr)
+			if _, err := netip.ParsePrefix(cidr); err != nil {
+				p.fail("TRUSTED_PROXIES", fmt.Sprintf("%q is not a CIDR", cidr))
+				continue
+			}
+			c.TrustedProxies = append(c.TrustedProxies, cidr)
+		}
+	}
+	if s := getenv("LOG_LEVEL"); s != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(s)); err != nil {
+			p.fail("LOG_LEVEL", "must be debug, info, warn or error")
+		}
+	}
+	if c.SessionMaxAge < c.AccessTTL {
+		p.fail("SESSION_MAX_AGE", "must be at least ACCESS_TOKEN_TTL")
+	}
+	if c.Issuer == "" {
+		p.fail("JWT_ISSUER", "must not be empty")
+	}
+	if c.Audience == "" {
+		p.fail("JWT_AUDIENCE", "must not be empty")
+	}
+	return c, errors.Join(p.errs...)
+}
+
+// requireDatabase checks DATABASE_URL, which every command but help needs.
+func (c Config) requireDatabase() error {
+	if c.DatabaseURL == "" {
+		return errors.New("DATABASE_URL: is required (a PostgreSQL URL such as postgres://user@localhost:5432/accounts)")
+	}
+	return nil
+}
+
+type envParser struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (p *envParser) fail(name, msg string) { p.errs = append(p.errs, fmt.Errorf("%s: %s", name, msg)) }
+
+func (p *envParser) str(name, def string) string {
+	if v := p.getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func (p *envParser) duration(name, def string, min time.Duration) time.Duration {
+	s := p.str(name, def)
+	d, err := time.ParseDuration(s)
+	if err != nil || d < min {
+		p.fail(name, fmt.Sprintf("%q is not a Go duration of at least %s (for example %s)", s, min, def))
+		d, _ = time.ParseDuration(def)
+	}
+	return d
+}
+
+func (p *envParser) integer(name, def string, min, max int) int {
+	s := p.str(name, def)
+	n, err := strconv.Atoi(s)
+	if err != nil || n < min || n > max {
+		p.fail(name, fmt.Sprintf("%q is not a whole number from %d to %d", s, min, max))
+		n, _ = strconv.Atoi(def)
+	}
+	return n
+}
+
+func (p *envParser) boolean(name, def string) bool {
+	s := p.str(name, def)
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		p.fail(name, fmt.Sprintf("%q is not true or false", s))
+		b, _ = strconv.ParseBool(def)
+	}
+	return b
+}
+
+func (p *envParser) rate(name, def string) RateLimit {
+	s := p.str(name, def)
+	if s == "0" {
+		return RateLimit{}
+	}
+	n, w, ok := strings.Cut(s, "/")
+	count, err1 := strconv.Atoi(n)
+	window, err2 := time.ParseDuration(w)
+	if !ok || err1 != nil || err2 != nil || count < 1 || window <= 0 {
+		p.fail(name, fmt.Sprintf("%q is not COUNT/DURATION (for example %s) or 0", s, def))
+		return RateLimit{}
+	}
+	return RateLimit{N: count, Window: window}
+}
+
+// redactURL hides the password of a connection URL, for logs.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" {
+		return "(unparsed connection string)"
+	}
+	return u.Redacted()
+}

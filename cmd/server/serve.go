@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"time"
+
+	httpapi "github.com/acme/accounts/internal/http"
+	"github.com/acme/accounts/internal/auth"
+	"github.com/acme/accounts/internal/store"
+)
+
+var timeNow = time.Now
+
+const (
+	// hashWait is how long a login waits for a hashing slot before 503.
+	hashWait = time.Second
+	// hashMemoryBudget bounds the memory all hashes in flight may take.
+	hashMemoryBudget = 256 << 20
+	shutdownTimeout  = 20 * time.Second
+	purgeInterval    = time.Minute
+	purgeBatch       = 1000
+)
+
+// hashSlots sizes the hashing semaphore: enough to keep every CPU busy,
+// never more than the memory budget allows.
+func hashSlots(p auth.Argon2Params) int {
+	slots := 2 * runtime.GOMAXPROCS(0)
+	if byMem := hashMemoryBudget / (int(p.MemoryKiB) << 10); byMem < slots {
+		slots = byMem
+	}
+	return max(slots, 1)
+}
+
+func cmdServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	if _, err := parseFlags("serve", "server [serve]", args, 0, stderr); err != nil {
+		return err
+	}
+	cfg, log, pool, err := setup(ctx, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	log.Info("database connected", "url", redactURL(cfg.DatabaseURL))
+
+	if cfg.MigrateOnStart {
+		if err := store.Migrate(pool); err != nil {
+			return err
+		}
+	}
+	st := store.New(pool)
+	svc, ring, err := newService(ctx, cfg, st, log)
+	if err != nil {
+		return err
+	}
+
+	handler := httpapi.NewServer(httpapi.Deps{
+		Log: log, Service: svc, Keys: ring, Ready: st.Ping, TrustedProxies: cfg.TrustedProxies,
+	})
+	tlsOn := cfg.TLSCertFile != ""
+	if tlsOn {
+		handler = hsts(handler)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if tlsOn {
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		}}
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on ADDR=%s: %w", cfg.Addr, err)
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "tls", tlsOn, "alg", cfg.JWTAlg)
+
+	bg, stopBG := context.WithCancel(ctx)
+	defer stopBG()
+	go background(bg, log, st, ring)
+
+	errc := make(chan error, 1)
+	go func() {
+		if tlsOn {
+			errc <- srv.ServeTLS(ln, cfg.TLSCertFile, cfg.TLSKeyFile)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing requests in flight")
+	stopBG()
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func hsts(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// background purges expired rows in bounded batches and re-reads the
+// signing keys, until ctx ends.
+func background(ctx context.Context, log *slog.Logger, st *store.Store, ring *auth.KeyRing) {
+	t := time.NewTicker(purgeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := ring.ReloadIfStale(ctx); err != nil && ctx.Err() == nil {
+			log.Error("reload signing keys", "err", err)
+		}
+		for {
+			n, err := st.Purge(ctx, timeNow(), purgeBatch)
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Error("purge expired rows", "err", err)
+				}
+				break
+			}
+			if n < purgeBatch {
+				break
+			}
+		}
+	}
+}

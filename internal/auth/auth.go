@@ -1,0 +1,99 @@
+// Package auth holds the account service's rules: users, passwords, access
+// tokens, refresh-token rotation and sessions. It speaks no HTTP and no SQL:
+// it imports no sibling package, and the store it needs is the Store interface.
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Roles a user can have.
+const (
+	RoleUser  = "user"
+	RoleAdmin = "admin"
+)
+
+// ValidRole reports whether role is one the service knows.
+func ValidRole(role string) bool { return role == RoleUser || role == RoleAdmin }
+
+// Sentinel errors. The HTTP layer maps each to one status and error code.
+var (
+	ErrEmailTaken         = errors.New("email taken")
+	ErrInvalidCredentials = errors.New("invalid credentials")
+	ErrInvalidGrant       = errors.New("invalid grant")
+	ErrInvalidToken       = errors.New("invalid token")
+	ErrNoToken            = errors.New("no token")
+	ErrForbidden          = errors.New("forbidden")
+	ErrNotFound           = errors.New("not found")
+	ErrUnavailable        = errors.New("service unavailable")
+)
+
+// ValidationError is a bad input, with what is wrong per field.
+type ValidationError struct {
+	Fields map[string]string
+}
+
+func (e *ValidationError) Error() string {
+	keys := slices.Sorted(maps.Keys(e.Fields))
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s: %s", k, e.Fields[k]))
+	}
+	return "invalid request: " + strings.Join(parts, "; ")
+}
+
+// Invalid returns a *ValidationError for one field.
+func Invalid(field, problem string) error {
+	return &ValidationError{Fields: map[string]string{field: problem}}
+}
+
+// User is an account.
+type User struct {
+	ID           string
+	Email        string
+	Role         string
+	CreatedAt    time.Time
+	PasswordHash string
+}
+
+// Session is one login: a family of refresh tokens.
+type Session struct {
+	ID         string
+	UserID     string
+	CreatedAt  time.Time
+	LastUsedAt time.Time
+	ExpiresAt  time.Time
+	UserAgent  string
+	IP         string
+}
+
+// Client describes who made a request, for sessions and the audit trail.
+type Client struct {
+	IP        string
+	UserAgent string
+	RequestID string
+}
+
+// TokenPair is what login and refresh return.
+type TokenPair struct {
+	AccessToken  string
+	ExpiresIn    int
+	RefreshToken string
+}
+
+// Principal is the verified bearer of an access token.
+type Principal struct {
+	UserID    string
+	SessionID string
+	JTI       string
+	Role      string
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+	// User is the account as stored, read in the same query as the revocation check.
+	User User
+}

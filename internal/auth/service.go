@@ -1,0 +1,556 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Store is what the service needs from the database.
+type Store interface {
+	KeyStore
+
+	// CreateUser stores a new user with role user. Returns ErrEmailTaken.
+	CreateUser(ctx context.Context, email, passwordHash string, now time.Time) (User, error)
+	// UserByEmail finds a user case-insensitively. Returns ErrNotFound.
+	UserByEmail(ctx context.Context, email string) (User, error)
+	// UserByID returns ErrNotFound.
+	UserByID(ctx context.Context, id string) (User, error)
+	// UpdatePasswordHash replaces a hash without touching sessions (rehash on login).
+	UpdatePasswordHash(ctx context.Context, userID, hash string, now time.Time) error
+	// ChangePassword replaces the hash and ends every session of the user but keepSessionID.
+	ChangePassword(ctx context.Context, userID, hash, keepSessionID string, now time.Time) error
+	// ListUsers pages by (created_at, id), after the cursor when it is not nil.
+	ListUsers(ctx context.Context, after *UserCursor, limit int) ([]User, error)
+	// SetRole returns ErrNotFound.
+	SetRole(ctx context.Context, email, role string, now time.Time) (User, error)
+
+	// CreateSession stores a session and its first refresh token.
+	CreateSession(ctx context.Context, s NewSession) error
+	// RotateRefreshToken settles one refresh atomically; see RotateResult.
+	RotateRefreshToken(ctx context.Context, p RotateParams) (RotateResult, error)
+	// ListSessions returns the user's active sessions, newest first.
+	ListSessions(ctx context.Context, userID string, now time.Time) ([]Session, error)
+	// EndSession ends one active session of the user. Returns ErrNotFound.
+	EndSession(ctx context.Context, userID, sessionID string, now time.Time) error
+	// Logout revokes jti until jtiExpires and ends its session.
+	Logout(ctx context.Context, sessionID, jti string, jtiExpires, now time.Time) error
+	// LogoutUser ends every session of the user and revokes every access
+	// token issued before now. Returns ErrNotFound for an unknown user.
+	LogoutUser(ctx context.Context, userID string, now time.Time) error
+	// AccessState reads what decides whether a verified access token is still good.
+	AccessState(ctx context.Context, userID, sessionID, jti string, now time.Time) (AccessState, error)
+
+	// RecordEvent appends to the audit trail.
+	RecordEvent(ctx context.Context, e Event) error
+}
+
+// NewSession is a login's session and first refresh token.
+type NewSession struct {
+	ID               string
+	UserID           string
+	Now              time.Time
+	ExpiresAt        time.Time
+	RefreshHash      []byte
+	RefreshExpiresAt time.Time
+	Client           Client
+}
+
+// RotateParams is one refresh, with every value decided by the service.
+type RotateParams struct {
+	Hash, NewHash, SealedNew []byte
+	Now                      time.Time
+	Grace, TTL               time.Duration
+	Client                   Client
+}
+
+// Outcomes of a rotation.
+const (
+	RotateRotated = "rotated" // the token was live; NewHash is now the live token
+	RotateGrace   = "grace"   // just spent and within the grace window; Sealed is its successor
+	RotateReuse   = "reuse"   // a spent token again: the session was ended
+	RotateInvalid = "invalid" // unknown, expired, or its session is over
+)
+
+// RotateResult is what a rotation decided.
+type RotateResult struct {
+	Outcome   string
+	SessionID string
+	UserID    string
+	Role      string
+	Sealed    []byte
+}
+
+// AccessState is the stored state an access token is checked against.
+type AccessState struct {
+	User          User
+	SessionActive bool
+	Revoked       bool
+	LogoutAllAt   *time.Time
+}
+
+// UserCursor is a position in the admin user listing.
+type UserCursor struct {
+	CreatedAt time.Time
+	ID        string
+}
+
+// Event is one entry of the audit trail: never a password or a token.
+type Event struct {
+	Type      string
+	UserID    string
+	SessionID string
+	Client    Client
+	Detail    map[string]any
+	At        time.Time
+}
+
+// Security event names.
+const (
+	EventSignup          = "signup"
+	EventLoginOK         = "login_succeeded"
+	EventLoginFailed     = "login_failed"
+	EventRefreshReuse    = "refresh_reuse_detected"
+	EventLogout          = "logout"
+	EventLogoutAll       = "logout_all"
+	EventSessionDeleted  = "session_deleted"
+	EventPasswordChanged = "password_changed"
+	EventRoleChanged     = "role_changed"
+	EventAdminLogout     = "admin_logout_user"
+	EventKeyRotated      = "key_rotated"
+)
+
+// Config holds the service's rules.
+type Config struct {
+	AccessTTL         time.Duration
+	RefreshTTL        time.Duration
+	SessionMaxAge     time.Duration
+	ReuseGrace        time.Duration
+	PasswordMinLength int
+	Argon2            Argon2Params
+	// HashSlots bounds the password hashes computed at once; HashWait is how
+	// long a request waits for a slot before ErrUnavailable.
+	HashSlots int
+	HashWait  time.Duration
+}
+
+// Service implements the account use cases.
+type Service struct {
+	store  Store
+	tokens *Tokens
+	cfg    Config
+	now    func() time.Time
+	log    *slog.Logger
+	slots  chan struct{}
+	dummy  string // a hash that no password matches, spent on unknown emails
+}
+
+// NewService wires the use cases. now is the clock (injected by tests).
+func NewService(store Store, tokens *Tokens, cfg Config, log *slog.Logger, now func() time.Time) (*Service, error) {
+	if cfg.HashSlots < 1 {
+		cfg.HashSlots = 1
+	}
+	pw := make([]byte, 32)
+	if _, err := rand.Read(pw); err != nil {
+		return nil, err
+	}
+	dummy, err := HashPassword(base64.RawStdEncoding.EncodeToString(pw), cfg.Argon2)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{store: store, tokens: tokens, cfg: cfg, now: now, log: log,
+		slots: make(chan struct{}, cfg.HashSlots), dummy: dummy}, nil
+}
+
+// withHashSlot runs fn while holding one of the bounded hashing slots, so a
+// burst of logins cannot take unbounded memory (argon2id spends m KiB each).
+func (s *Service) withHashSlot(ctx context.Context, fn func() error) error {
+	t := time.NewTimer(s.cfg.HashWait)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+	case <-t.C:
+		return ErrUnavailable
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.slots }()
+	return fn()
+}
+
+func (s *Service) hash(ctx context.Context, pw string) (h string, err error) {
+	err = s.withHashSlot(ctx, func() error { h, err = HashPassword(pw, s.cfg.Argon2); return err })
+	return h, err
+}
+
+func (s *Service) verify(ctx context.Context, pw, encoded string) (ok bool, err error) {
+	err = s.withHashSlot(ctx, func() error { ok, err = VerifyPassword(pw, encoded); return err })
+	return ok, err
+}
+
+func (s *Service) record(ctx context.Context, e Event) {
+	e.At = s.now()
+	attrs := []slog.Attr{slog.String("event", e.Type), slog.String("request_id", e.Client.RequestID),
+		slog.String("ip", e.Client.IP)}
+	if e.UserID != "" {
+		attrs = append(attrs, slog.String("user_id", e.UserID))
+	}
+	if e.SessionID != "" {
+		attrs = append(attrs, slog.String("session_id", e.SessionID))
+	}
+	for k, v := range e.Detail {
+		attrs = append(attrs, slog.Any(k, v))
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "security event", attrs...)
+	// The audit row must not be lost because the request was cancelled.
+	if err := s.store.RecordEvent(context.WithoutCancel(ctx), e); err != nil {
+		s.log.Error("audit event not stored", "event", e.Type, "err", err)
+	}
+}
+
+// Signup creates an account with role user.
+// Returns *ValidationError, ErrEmailTaken or ErrUnavailable.
+func (s *Service) Signup(ctx context.Context, email, password string, c Client) (User, error) {
+	email, err := NormalizeEmail(email)
+	if err != nil {
+		return User{}, err
+	}
+	if err := checkPasswordLength("password", password, s.cfg.PasswordMinLength); err != nil {
+		return User{}, err
+	}
+	// Hash before looking for the email, so an existing one costs the same time.
+	h, err := s.hash(ctx, password)
+	if err != nil {
+		return User{}, err
+	}
+	u, err := s.store.CreateUser(ctx, email, h, s.now())
+	if err != nil {
+		return User{}, err
+	}
+	s.record(ctx, Event{Type: EventSignup, UserID: u.ID, Client: c})
+	return u, nil
+}
+
+// Login checks a password and opens a session.
+// Returns *ValidationError, ErrInvalidCredentials or ErrUnavailable.
+func (s *Service) Login(ctx context.Context, email, password string, c Client) (TokenPair, error) {
+	if strings.TrimSpace(email) == "" {
+		return TokenPair{}, Invalid("email", "is required")
+	}
+	if password == "" {
+		return TokenPair{}, Invalid("password", "is required")
+	}
+	if len(password) > MaxPasswordBytes {
+		return TokenPair{}, Invalid("password", fmt.Sprintf("must be at most %d bytes", MaxPasswordBytes))
+	}
+	u, err := s.userForLogin(ctx, email)
+	if errors.Is(err, ErrNotFound) {
+		// Spend one hash anyway so that timing does not tell which emails exist.
+		if _, err := s.verify(ctx, password, s.dummy); err != nil {
+			return TokenPair{}, err
+		}
+		s.record(ctx, Event{Type: EventLoginFailed, Client: c, Detail: map[string]any{"reason": "unknown_email"}})
+		return TokenPair{}, ErrInvalidCredentials
+	}
+	if err != nil {
+		return TokenPair{}, err
+	}
+	ok, err := s.verify(ctx, password, u.PasswordHash)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	if !ok {
+		s.record(ctx, Event{Type: EventLoginFailed, UserID: u.ID, Client: c, Detail: map[string]any{"reason": "wrong_password"}})
+		return TokenPair{}, ErrInvalidCredentials
+	}
+	if NeedsRehash(u.PasswordHash, s.cfg.Argon2) {
+		if h, err := s.hash(ctx, password); err == nil {
+			if err := s.store.UpdatePasswordHash(ctx, u.ID, h, s.now()); err != nil {
+				s.log.Error("rehash not stored", "user_id", u.ID, "err", err)
+			}
+		}
+	}
+	pair, sid, err := s.openSession(ctx, u, c)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	s.record(ctx, Event{Type: EventLoginOK, UserID: u.ID, SessionID: sid, Client: c})
+	return pair, nil
+}
+
+func (s *Service) userForLogin(ctx context.Context, email string) (User, error) {
+	e, err := NormalizeEmail(email)
+	if err != nil {
+		return User{}, ErrNotFound // no such account can exist
+	}
+	return s.store.UserByEmail(ctx, e)
+}
+
+func (s *Service) openSession(ctx context.Context, u User, c Client) (TokenPair, string, error) {
+	rt, err := newRefreshToken()
+	if err != nil {
+		return TokenPair{}, "", err
+	}
+	now := s.now()
+	sid := uuid.NewString()
+	expires := now.Add(s.cfg.SessionMaxAge)
+	refreshExp := now.Add(s.cfg.RefreshTTL)
+	if refreshExp.After(expires) {
+		refreshExp = expires
+	}
+	err = s.store.CreateSession(ctx, NewSession{ID: sid, UserID: u.ID, Now: now, ExpiresAt: expires,
+		RefreshHash: rt.Hash[:], RefreshExpiresAt: refreshExp, Client: c})
+	if err != nil {
+		return TokenPair{}, "", err
+	}
+	pair, err := s.pair(u.ID, sid, u.Role, rt.Text)
+	return pair, sid, err
+}
+
+func (s *Service) pair(userID, sid, role, refresh string) (TokenPair, error) {
+	at, err := s.tokens.Issue(userID, sid, role)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	return TokenPair{AccessToken: at, ExpiresIn: int(s.tokens.TTL().Seconds()), RefreshToken: refresh}, nil
+}
+
+// Refresh spends a refresh token and returns its successor.
+// Returns *ValidationError or ErrInvalidGrant.
+func (s *Service) Refresh(ctx context.Context, token string, c Client) (TokenPair, error) {
+	if token == "" {
+		return TokenPair{}, Invalid("refresh_token", "is required")
+	}
+	presented, ok := parseRefreshToken(token)
+	if !ok {
+		return TokenPair{}, ErrInvalidGrant
+	}
+	next, err := newRefreshToken()
+	if err != nil {
+		return TokenPair{}, err
+	}
+	sealed, err := sealSuccessor(presented, next)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	res, err := s.store.RotateRefreshToken(ctx, RotateParams{
+		Hash: presented.Hash[:], NewHash: next.Hash[:], SealedNew: sealed, Now: s.now(),
+		Grace: s.cfg.ReuseGrace, TTL: s.cfg.RefreshTTL, Client: c,
+	})
+	if err != nil {
+		return TokenPair{}, err
+	}
+	switch res.Outcome {
+	case RotateRotated:
+		return s.pair(res.UserID, res.SessionID, res.Role, next.Text)
+	case RotateGrace:
+		succ, err := openSuccessor(presented, res.Sealed)
+		if err != nil {
+			return TokenPair{}, ErrInvalidGrant
+		}
+		return s.pair(res.UserID, res.SessionID, res.Role, succ.Text)
+	case RotateReuse:
+		s.record(ctx, Event{Type: EventRefreshReuse, UserID: res.UserID, SessionID: res.SessionID, Client: c,
+			Detail: map[string]any{"session_ended": true}})
+		return TokenPair{}, ErrInvalidGrant
+	default:
+		return TokenPair{}, ErrInvalidGrant
+	}
+}
+
+// Authenticate verifies an access token and checks it against the
+// revocation state: its jti, its session, and the user's logout-all cut-off.
+// Returns ErrInvalidToken.
+func (s *Service) Authenticate(ctx context.Context, token string) (Principal, error) {
+	p, err := s.tokens.Verify(ctx, token)
+	if err != nil {
+		return Principal{}, err
+	}
+	st, err := s.store.AccessState(ctx, p.UserID, p.SessionID, p.JTI, s.now())
+	if errors.Is(err, ErrNotFound) {
+		return Principal{}, ErrInvalidToken
+	}
+	if err != nil {
+		return Principal{}, err
+	}
+	// iat has whole seconds; tokens issued in the second of a logout-all are
+	// caught by their ended session instead.
+	if st.Revoked || !st.SessionActive ||
+		(st.LogoutAllAt != nil && p.IssuedAt.Before(st.LogoutAllAt.Truncate(time.Second))) {
+		return Principal{}, ErrInvalidToken
+	}
+	p.User = st.User
+	return p, nil
+}
+
+// Logout ends the caller's session and revokes the access token presented.
+func (s *Service) Logout(ctx context.Context, p Principal, c Client) error {
+	if err := s.store.Logout(ctx, p.SessionID, p.JTI, p.ExpiresAt, s.now()); err != nil {
+		return err
+	}
+	s.record(ctx, Event{Type: EventLogout, UserID: p.UserID, SessionID: p.SessionID, Client: c})
+	return nil
+}
+
+// LogoutAll ends every session of the caller and revokes every access token
+// issued so far.
+func (s *Service) LogoutAll(ctx context.Context, p Principal, c Client) error {
+	if err := s.store.LogoutUser(ctx, p.UserID, s.now()); err != nil {
+		return err
+	}
+	s.record(ctx, Event{Type: EventLogoutAll, UserID: p.UserID, SessionID: p.SessionID, Client: c})
+	return nil
+}
+
+// Sessions lists the caller's active sessions.
+func (s *Service) Sessions(ctx context.Context, p Principal) ([]Session, error) {
+	return s.store.ListSessions(ctx, p.UserID, s.now())
+}
+
+// EndSession ends one of the caller's sessions. Returns ErrNotFound.
+func (s *Service) EndSession(ctx context.Context, p Principal, sessionID string, c Client) error {
+	if uuid.Validate(sessionID) != nil {
+		return ErrNotFound
+	}
+	if err := s.store.EndSession(ctx, p.UserID, sessionID, s.now()); err != nil {
+		return err
+	}
+	s.record(ctx, Event{Type: EventSessionDeleted, UserID: p.UserID, SessionID: sessionID, Client: c})
+	return nil
+}
+
+// ChangePassword replaces the caller's password after checking the current
+// one, and ends every other session of the caller.
+// Returns *ValidationError, ErrInvalidCredentials or ErrUnavailable.
+func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next string, c Client) error {
+	if current == "" {
+		return Invalid("current_password", "is required")
+	}
+	if len(current) > MaxPasswordBytes {
+		return Invalid("current_password", fmt.Sprintf("must be at most %d bytes", MaxPasswordBytes))
+	}
+	if err := checkPasswordLength("new_password", next, s.cfg.PasswordMinLength); err != nil {
+		return err
+	}
+	u, err := s.store.UserByID(ctx, p.UserID)
+	if errors.Is(err, ErrNotFound) {
+		return ErrInvalidToken
+	}
+	if err != nil {
+		return err
+	}
+	ok, err := s.verify(ctx, current, u.PasswordHash)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrInvalidCredentials
+	}
+	h, err := s.hash(ctx, next)
+	if err != nil {
+		return err
+	}
+	if err := s.store.ChangePassword(ctx, u.ID, h, p.SessionID, s.now()); err != nil {
+		return err
+	}
+	s.record(ctx, Event{Type: EventPasswordChanged, UserID: u.ID, SessionID: p.SessionID, Client: c})
+	return nil
+}
+
+// MaxPageSize is the largest admin listing page.
+const MaxPageSize = 100
+
+// ListUsers is the admin listing, paged by an opaque cursor.
+// Returns ErrForbidden or *ValidationError.
+func (s *Service) ListUsers(ctx context.Context, p Principal, limit int, cursor string) ([]User, string, error) {
+	if p.Role != RoleAdmin {
+		return nil, "", ErrForbidden
+	}
+	if limit < 1 || limit > MaxPageSize {
+		return nil, "", Invalid("limit", fmt.Sprintf("must be between 1 and %d", MaxPageSize))
+	}
+	var after *UserCursor
+	if cursor != "" {
+		c, err := decodeCursor(cursor)
+		if err != nil {
+			return nil, "", Invalid("cursor", "is not a cursor from this listing")
+		}
+		after = &c
+	}
+	users, err := s.store.ListUsers(ctx, after, limit+1)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(users) > limit {
+		users = users[:limit]
+		last := users[limit-1]
+		next = encodeCursor(UserCursor{CreatedAt: last.CreatedAt, ID: last.ID})
+	}
+	return users, next, nil
+}
+
+func encodeCursor(c UserCursor) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.CreatedAt.UnixMicro(), 10) + "," + c.ID))
+}
+
+func decodeCursor(s string) (UserCursor, error) {
+	if len(s) > 128 {
+		return UserCursor{}, errors.New("cursor too long")
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	if err != nil {
+		return UserCursor{}, err
+	}
+	ts, id, ok := strings.Cut(string(b), ",")
+	if !ok || uuid.Validate(id) != nil {
+		return UserCursor{}, errors.New("bad cursor")
+	}
+	micros, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return UserCursor{}, err
+	}
+	return UserCursor{CreatedAt: time.UnixMicro(micros).UTC(), ID: id}, nil
+}
+
+// AdminLogoutUser ends every session of another user.
+// Returns ErrForbidden or ErrNotFound.
+func (s *Service) AdminLogoutUser(ctx context.Context, p Principal, userID string, c Client) error {
+	if p.Role != RoleAdmin {
+		return ErrForbidden
+	}
+	if uuid.Validate(userID) != nil {
+		return ErrNotFound
+	}
+	if err := s.store.LogoutUser(ctx, userID, s.now()); err != nil {
+		return err
+	}
+	s.record(ctx, Event{Type: EventAdminLogout, UserID: userID, Client: c, Detail: map[string]any{"admin_id": p.UserID}})
+	return nil
+}
+
+// SetRole changes a user's role; it takes effect at the next login or refresh.
+// Returns *ValidationError or ErrNotFound.
+func (s *Service) SetRole(ctx context.Context, email, role string, c Client) (User, error) {
+	if !ValidRole(role) {
+		return User{}, Invalid("role", "must be user or admin")
+	}
+	e, err := NormalizeEmail(email)
+	if err != nil {
+		return User{}, err
+	}
+	u, err := s.store.SetRole(ctx, e, role, s.now())
+	if err != nil {
+		return User{}, err
+	}
+	s.record(ctx, Event{Type: EventRoleChanged, UserID: u.ID, Client: c, Detail: map[string]any{"role": role}})
+	return u, nil
+}

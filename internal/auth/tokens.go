@@ -1,0 +1,151 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+)
+
+// MaxTokenBytes is the longest bearer token looked at; longer ones are refused unparsed.
+const MaxTokenBytes = 8 << 10
+
+// accessClaims are the claims of an access token (RFC 9068).
+type accessClaims struct {
+	jwt.RegisteredClaims
+	SID  string `json:"sid"`
+	Role string `json:"role"`
+}
+
+// Validate runs after the registered claims were checked (jwt.ClaimsValidator).
+func (c *accessClaims) Validate() error {
+	switch {
+	case c.ID == "" || len(c.ID) > 64:
+		return errors.New("jti missing")
+	case c.IssuedAt == nil:
+		return errors.New("iat missing")
+	case uuid.Validate(c.Subject) != nil:
+		return errors.New("sub is not a user id")
+	case uuid.Validate(c.SID) != nil:
+		return errors.New("sid is not a session id")
+	case !ValidRole(c.Role):
+		return errors.New("role unknown")
+	}
+	return nil
+}
+
+// Tokens issues and verifies access tokens.
+type Tokens struct {
+	keys     *KeyRing
+	issuer   string
+	audience string
+	ttl      time.Duration
+	now      func() time.Time
+	parser   *jwt.Parser
+}
+
+// NewTokens returns a token issuer and verifier. Verification accepts only
+// ring.Alg(), requires exp, iat, iss, aud and typ at+jwt, and checks exp, nbf
+// and iat with leeway.
+func NewTokens(ring *KeyRing, issuer, audience string, ttl, leeway time.Duration, now func() time.Time) *Tokens {
+	return &Tokens{
+		keys: ring, issuer: issuer, audience: audience, ttl: ttl, now: now,
+		parser: jwt.NewParser(
+			jwt.WithValidMethods([]string{ring.Alg()}),
+			jwt.WithIssuer(issuer),
+			jwt.WithAudience(audience),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+			jwt.WithLeeway(leeway),
+			jwt.WithStrictDecoding(),
+			jwt.WithTimeFunc(now),
+		),
+	}
+}
+
+// TTL is the lifetime of an access token.
+func (t *Tokens) TTL() time.Duration { return t.ttl }
+
+// Issue signs an access token for a user's session.
+func (t *Tokens) Issue(userID, sessionID, role string) (string, error) {
+	k := t.keys.signingKey()
+	now := t.now()
+	jti := make([]byte, 16)
+	if _, err := rand.Read(jti); err != nil {
+		return "", fmt.Errorf("issue token: %w", err)
+	}
+	claims := &accessClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    t.issuer,
+			Subject:   userID,
+			Audience:  jwt.ClaimStrings{t.audience},
+			ExpiresAt: jwt.NewNumericDate(now.Add(t.ttl)),
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now),
+			ID:        base64.RawURLEncoding.EncodeToString(jti),
+		},
+		SID:  sessionID,
+		Role: role,
+	}
+	tok := jwt.NewWithClaims(jwt.GetSigningMethod(k.alg), claims)
+	tok.Header["kid"] = k.kid
+	tok.Header["typ"] = "at+jwt"
+	s, err := tok.SignedString(k.signer)
+	if err != nil {
+		return "", fmt.Errorf("issue token: %w", err)
+	}
+	return s, nil
+}
+
+// forbiddenHeaders name key material or extensions we never act on (RFC 8725 §3.10, RFC 7515 §4.1.11).
+var forbiddenHeaders = []string{"crit", "jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256"}
+
+// Verify checks an access token's signature and claims, without the
+// revocation check. Every failure is ErrInvalidToken.
+func (t *Tokens) Verify(ctx context.Context, raw string) (Principal, error) {
+	if raw == "" || len(raw) > MaxTokenBytes || strings.Count(raw, ".") != 2 {
+		return Principal{}, ErrInvalidToken
+	}
+	var claims accessClaims
+	_, err := t.parser.ParseWithClaims(raw, &claims, func(tok *jwt.Token) (any, error) {
+		typ, _ := tok.Header["typ"].(string)
+		if !strings.EqualFold(typ, "at+jwt") && !strings.EqualFold(typ, "application/at+jwt") {
+			return nil, errors.New("typ is not at+jwt")
+		}
+		for _, h := range forbiddenHeaders {
+			if _, ok := tok.Header[h]; ok {
+				return nil, fmt.Errorf("header %s not accepted", h)
+			}
+		}
+		kid, ok := tok.Header["kid"].(string)
+		if !ok || kid == "" || len(kid) > 128 {
+			return nil, errors.New("kid missing")
+		}
+		k := t.keys.lookup(ctx, kid)
+		if k == nil {
+			return nil, errors.New("kid unknown")
+		}
+		// One algorithm per key; WithValidMethods already pinned it to the ring's.
+		if tok.Method == nil || tok.Method.Alg() != k.alg {
+			return nil, errors.New("alg does not match the key")
+		}
+		return k.public, nil
+	})
+	if err != nil {
+		return Principal{}, ErrInvalidToken
+	}
+	return Principal{
+		UserID:    claims.Subject,
+		SessionID: claims.SID,
+		JTI:       claims.ID,
+		Role:      claims.Role,
+		IssuedAt:  claims.IssuedAt.Time,
+		ExpiresAt: claims.ExpiresAt.Time,
+	}, nil
+}

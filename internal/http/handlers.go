@@ -1,0 +1,249 @@
+package http
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/acme/accounts/internal/auth"
+)
+
+type userView struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email"`
+	Role      string    `json:"role"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func viewUser(u auth.User) userView {
+	return userView{ID: u.ID, Email: u.Email, Role: u.Role, CreatedAt: u.CreatedAt.UTC()}
+}
+
+type tokenView struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int    `json:"expires_in"`
+	RefreshToken string `json:"refresh_token"`
+}
+
+func writeTokens(w http.ResponseWriter, p auth.TokenPair) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	writeJSON(w, http.StatusOK, tokenView{AccessToken: p.AccessToken, TokenType: "Bearer",
+		ExpiresIn: p.ExpiresIn, RefreshToken: p.RefreshToken})
+}
+
+type credentials struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+func handleSignup(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		req, err := readJSON[credentials](w, r)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		u, err := svc.Signup(r.Context(), req.Email, req.Password, client(r))
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, viewUser(u))
+	}
+}
+
+func handleLogin(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		req, err := readJSON[credentials](w, r)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		pair, err := svc.Login(r.Context(), req.Email, req.Password, client(r))
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		writeTokens(w, pair)
+	}
+}
+
+func handleRefresh(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
+	type request struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		req, err := readJSON[request](w, r)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		pair, err := svc.Refresh(r.Context(), req.RefreshToken, client(r))
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		writeTokens(w, pair)
+	}
+}
+
+func handleLogout(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := svc.Logout(r.Context(), principal(r), client(r)); err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func handleLogoutAll(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := svc.LogoutAll(r.Context(), principal(r), client(r)); err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func handleMe() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, viewUser(principal(r).User))
+	}
+}
+
+func handleSessions(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
+	type sessionView struct {
+		ID         string    `json:"id"`
+		CreatedAt  time.Time `json:"created_at"`
+		LastUsedAt time.Time `json:"last_used_at"`
+		ExpiresAt  time.Time `json:"expires_at"`
+		UserAgent  string    `json:"user_agent"`
+		IP         string    `json:"ip"`
+		Current    bool      `json:"current"`
+	}
+	type response struct {
+		Sessions []sessionView `json:"sessions"`
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		p := principal(r)
+		ss, err := svc.Sessions(r.Context(), p)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		out := response{Sessions: make([]sessionView, len(ss))}
+		for i, s := range ss {
+			out.Sessions[i] = sessionView{ID: s.ID, CreatedAt: s.CreatedAt, LastUsedAt: s.LastUsedAt,
+				ExpiresAt: s.ExpiresAt, UserAgent: s.UserAgent, IP: s.IP, Current: s.ID == p.SessionID}
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+func handleDeleteSession(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := svc.EndSession(r.Context(), principal(r), chi.URLParam(r, "id"), client(r)); err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func handleChangePassword(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
+	type request struct {
+		CurrentPassword string `json:"current_password"`
+		NewPassword     string `json:"new_password"`
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		req, err := readJSON[request](w, r)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		if err := svc.ChangePassword(r.Context(), principal(r), req.CurrentPassword, req.NewPassword, client(r)); err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func handleAdminUsers(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
+	type response struct {
+		Users      []userView `json:"users"`
+		NextCursor *string    `json:"next_cursor"`
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		limit := 50
+		if s := q.Get("limit"); s != "" || q.Has("limit") {
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				writeError(w, r, log, auth.Invalid("limit", "must be a whole number between 1 and 100"))
+				return
+			}
+			limit = n
+		}
+		users, next, err := svc.ListUsers(r.Context(), principal(r), limit, q.Get("cursor"))
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		out := response{Users: make([]userView, len(users))}
+		for i, u := range users {
+			out.Users[i] = viewUser(u)
+		}
+		if next != "" {
+			out.NextCursor = &next
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+func handleAdminLogoutUser(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := svc.AdminLogoutUser(r.Context(), principal(r), chi.URLParam(r, "id"), client(r)); err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func handleHealthz() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}
+}
+
+func handleReadyz(ready func(context.Context) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := ready(ctx); err != nil {
+			w.Header().Set("Retry-After", "5")
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "service_unavailable", Description: "database unavailable"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	}
+}
+
+func handleJWKS(keys interface{ JWKS() []auth.JWK }) http.HandlerFunc {
+	type response struct {
+		Keys []auth.JWK `json:"keys"`
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		writeJSON(w, http.StatusOK, response{Keys: keys.JWKS()})
+	}
+}

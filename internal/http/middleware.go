@@ -1,0 +1,180 @@
+package http
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/acme/accounts/internal/auth"
+)
+
+type ctxKey int
+
+const (
+	requestIDKey ctxKey = iota
+	principalKey
+)
+
+var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// withRequestID keeps the caller's X-Request-Id when it is 1–128 of
+// [A-Za-z0-9._:-], else makes one, and echoes it on every response.
+func withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if !validRequestID.MatchString(id) {
+			b := make([]byte, 16)
+			_, _ = rand.Read(b)
+			id = hex.EncodeToString(b)
+		}
+		w.Header().Set("X-Request-Id", id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+	})
+}
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// securityHeaders go on every response; nothing user-specific is cacheable.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		if strings.HasPrefix(r.URL.Path, "/v1/") {
+			h.Set("Cache-Control", "no-store")
+			h.Set("Pragma", "no-cache")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// recoverer turns a panic into a logged 500 in the contract's JSON.
+func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer func() {
+				if v := recover(); v != nil {
+					if v == http.ErrAbortHandler {
+						panic(v)
+					}
+					log.ErrorContext(r.Context(), "panic", "request_id", requestID(r.Context()), "panic", v)
+					writeJSON(w, http.StatusInternalServerError, errorBody{Error: "internal_error", Description: "internal error"})
+				}
+			}()
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// logRequests writes one line per request, with the route pattern rather
+// than the path (which can carry ids), and feeds the HTTP metrics.
+func logRequests(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+			next.ServeHTTP(ww, r)
+			status := ww.Status()
+			if status == 0 {
+				status = http.StatusOK
+			}
+			route := "unmatched"
+			if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+				route = rc.RoutePattern()
+			}
+			d := time.Since(start)
+			m.observe(r.Method, route, status, d)
+			log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+				slog.String("method", r.Method), slog.String("route", route), slog.Int("status", status),
+				slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("request_id", requestID(r.Context())),
+				slog.String("ip", middleware.GetClientIP(r.Context())))
+		})
+	}
+}
+
+// bearerToken reads the access token from the Authorization header, the
+// only place one is accepted (never the query string).
+func bearerToken(r *http.Request) (string, error) {
+	vals := r.Header.Values("Authorization")
+	if len(vals) == 0 {
+		return "", auth.ErrNoToken
+	}
+	if len(vals) > 1 {
+		return "", auth.ErrInvalidToken
+	}
+	scheme, tok, _ := strings.Cut(vals[0], " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", auth.ErrNoToken
+	}
+	tok = strings.TrimLeft(tok, " ")
+	if tok == "" || strings.ContainsAny(tok, " \t") || len(tok) > auth.MaxTokenBytes {
+		return "", auth.ErrInvalidToken
+	}
+	return tok, nil
+}
+
+// requireAuth lets a request through only with a valid, unrevoked access token.
+func requireAuth(svc *auth.Service, log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			tok, err := bearerToken(r)
+			if err != nil {
+				writeError(w, r, log, err)
+				return
+			}
+			p, err := svc.Authenticate(r.Context(), tok)
+			if err != nil {
+				writeError(w, r, log, err)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey, p)))
+		})
+	}
+}
+
+func principal(r *http.Request) auth.Principal {
+	p, _ := r.Context().Value(principalKey).(auth.Principal)
+	return p
+}
+
+// client describes the caller for sessions and the audit trail.
+func client(r *http.Request) auth.Client {
+	ua := strings.ToValidUTF8(r.UserAgent(), "")
+	ua = strings.ReplaceAll(ua, "\x00", "")
+	if len(ua) > 512 {
+		ua = strings.ToValidUTF8(ua[:512], "")
+	}
+	return auth.Client{IP: middleware.GetClientIP(r.Context()), UserAgent: ua, RequestID: requestID(r.Context())}
+}
+
+var methods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+	http.MethodPatch, http.MethodDelete, http.MethodOptions}
+
+// methodNotAllowed answers 405 in JSON with the Allow header, which chi's
+// default handler sets but a custom one must set itself.
+func methodNotAllowed(mux chi.Routes) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var allowed []string
+		for _, m := range methods {
+			if mux.Match(chi.NewRouteContext(), m, r.URL.Path) {
+				allowed = append(allowed, m)
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method_not_allowed",
+			Description: "method " + strconv.Quote(r.Method) + " is not allowed here"})
+	}
+}

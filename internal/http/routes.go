@@ -1,0 +1,31 @@
+package http
+
+import (
+	"github.com/go-chi/chi/v5"
+)
+
+// addRoutes is the whole HTTP surface, as api/openapi.yaml describes it.
+func addRoutes(r chi.Router, d Deps) {
+	authed := requireAuth(d.Service, d.Log)
+
+	r.Get("/healthz", handleHealthz())
+	r.Get("/readyz", handleReadyz(d.Ready))
+	r.Method("GET", "/metrics", d.Metrics.handler())
+	r.Get("/.well-known/jwks.json", handleJWKS(d.Keys))
+
+	r.Route("/v1", func(r chi.Router) {
+		r.Post("/signup", handleSignup(d.Log, d.Service))
+		r.Post("/login", handleLogin(d.Log, d.Service))
+		r.Post("/token/refresh", handleRefresh(d.Log, d.Service))
+
+		r.With(authed).Post("/logout", handleLogout(d.Log, d.Service))
+		r.With(authed).Post("/logout/all", handleLogoutAll(d.Log, d.Service))
+		r.With(authed).Get("/me", handleMe())
+		r.With(authed).Get("/sessions", handleSessions(d.Log, d.Service))
+		r.With(authed).Delete("/sessions/{id}", handleDeleteSession(d.Log, d.Service))
+		r.With(authed).Post("/password", handleChangePassword(d.Log, d.Service))
+
+		r.With(authed).Get("/admin/users", handleAdminUsers(d.Log, d.Service))
+		r.With(authed).Post("/admin/users/{id}/logout", handleAdminLogoutUser(d.Log, d.Service))
+	})
+}

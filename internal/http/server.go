@@ -1,0 +1,47 @@
+// Package http is the service's HTTP face: chi routes, handlers, middleware,
+// JSON in and out. It imports auth and never store or pgx.
+package http
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/acme/accounts/internal/auth"
+)
+
+// Deps is what the handlers need.
+type Deps struct {
+	Log     *slog.Logger
+	Service *auth.Service
+	Keys    interface{ JWKS() []auth.JWK }
+	// Ready reports whether the database answers.
+	Ready   func(context.Context) error
+	Metrics *Metrics
+	// TrustedProxies are CIDRs whose X-Forwarded-For is believed.
+	TrustedProxies []string
+}
+
+// NewServer returns the service's handler.
+func NewServer(d Deps) http.Handler {
+	if d.Metrics == nil {
+		d.Metrics = NewMetrics()
+	}
+	r := chi.NewRouter()
+	r.Use(withRequestID, securityHeaders, recoverer(d.Log))
+	if len(d.TrustedProxies) > 0 {
+		r.Use(middleware.ClientIPFromXFF(d.TrustedProxies...))
+	} else {
+		r.Use(middleware.ClientIPFromRemoteAddr)
+	}
+	r.Use(logRequests(d.Log, d.Metrics), middleware.GetHead)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "not_found", Description: "no such resource"})
+	})
+	r.MethodNotAllowed(methodNotAllowed(r))
+	addRoutes(r, d)
+	return r
+}

@@ -1,0 +1,74 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/acme/accounts/internal/auth"
+)
+
+const recordEvent = `
+INSERT INTO audit_events (created_at, event, user_id, session_id, ip, user_agent, request_id, detail)
+VALUES ($1, $2, (SELECT id FROM users WHERE id = $3::uuid), $4::uuid, $5, $6, $7, $8)`
+
+// RecordEvent appends one event to audit_events. A user id that no longer
+// exists is stored as NULL rather than failing the write.
+func (s *Store) RecordEvent(ctx context.Context, e auth.Event) error {
+	detail := e.Detail
+	if detail == nil {
+		detail = map[string]any{}
+	}
+	_, err := s.pool.Exec(ctx, recordEvent, e.At, e.Type, nullable(e.UserID), nullable(e.SessionID),
+		e.Client.IP, e.Client.UserAgent, e.Client.RequestID, detail)
+	if err != nil {
+		return fmt.Errorf("store: record event: %w", err)
+	}
+	return nil
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// Purge batches: bounded so that one pass never holds locks for long.
+const (
+	purgeRevoked = `
+DELETE FROM revoked_tokens WHERE jti IN (
+    SELECT jti FROM revoked_tokens WHERE expires_at < $1 LIMIT $2)`
+	purgeRefreshTokens = `
+DELETE FROM refresh_tokens WHERE hash IN (
+    SELECT hash FROM refresh_tokens WHERE expires_at < $1 LIMIT $2)`
+	purgeSessions = `
+DELETE FROM sessions WHERE id IN (
+    SELECT id FROM sessions WHERE coalesce(ended_at, expires_at) < $1 LIMIT $2)`
+)
+
+// sessionKeep is how long an ended or expired session stays listed in the
+// database (not in the API) before it is purged with its tokens.
+const sessionKeep = 7 * 24 * time.Hour
+
+// Purge deletes up to batch expired rows from each table it cleans and
+// returns how many it deleted in all: revoked jtis past their token's
+// expiry, refresh tokens past theirs, and sessions over for a week.
+func (s *Store) Purge(ctx context.Context, now time.Time, batch int) (int64, error) {
+	var total int64
+	for _, q := range []struct {
+		sql    string
+		before time.Time
+	}{
+		{purgeRevoked, now},
+		{purgeRefreshTokens, now},
+		{purgeSessions, now.Add(-sessionKeep)},
+	} {
+		tag, err := s.pool.Exec(ctx, q.sql, q.before, batch)
+		if err != nil {
+			return total, fmt.Errorf("store: purge: %w", err)
+		}
+		total += tag.RowsAffected()
+	}
+	return total, nil
+}

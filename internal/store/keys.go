@@ -1,0 +1,89 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/acme/accounts/internal/auth"
+)
+
+type keyRow struct {
+	KID        string     `db:"kid"`
+	Alg        string     `db:"alg"`
+	PrivateKey []byte     `db:"private_key"`
+	Sealed     bool       `db:"sealed"`
+	CreatedAt  time.Time  `db:"created_at"`
+	RetiredAt  *time.Time `db:"retired_at"`
+}
+
+const signingKeys = `
+SELECT kid, alg, private_key, sealed, created_at, retired_at
+  FROM signing_keys
+ WHERE alg = $1 AND (retired_at IS NULL OR retired_at > $2)
+ ORDER BY created_at`
+
+// SigningKeys returns the keys of alg that are active or retired after retiredAfter.
+func (s *Store) SigningKeys(ctx context.Context, alg string, retiredAfter time.Time) ([]auth.StoredKey, error) {
+	rows, _ := s.pool.Query(ctx, signingKeys, alg, retiredAfter)
+	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[keyRow])
+	if err != nil {
+		return nil, fmt.Errorf("store: signing keys: %w", err)
+	}
+	out := make([]auth.StoredKey, len(rs))
+	for i, r := range rs {
+		out[i] = auth.StoredKey{KID: r.KID, Alg: r.Alg, PrivateKey: r.PrivateKey, Sealed: r.Sealed,
+			CreatedAt: r.CreatedAt, RetiredAt: r.RetiredAt}
+	}
+	return out, nil
+}
+
+// keysLock is the advisory lock that serialises key creation across instances.
+const keysLock = `SELECT pg_advisory_xact_lock(hashtext('accounts.signing_keys'))`
+
+const insertKeyIfNone = `
+INSERT INTO signing_keys (kid, alg, private_key, sealed)
+SELECT $1, $2, $3, $4
+ WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE alg = $2 AND retired_at IS NULL)`
+
+// EnsureSigningKey stores k unless a key of its algorithm is already active.
+// Instances that start together on an empty database take turns on an
+// advisory lock, so exactly one key is made.
+func (s *Store) EnsureSigningKey(ctx context.Context, k auth.StoredKey) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, keysLock); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, insertKeyIfNone, k.KID, k.Alg, k.PrivateKey, k.Sealed)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: ensure signing key: %w", err)
+	}
+	return nil
+}
+
+const retireKeys = `UPDATE signing_keys SET retired_at = $2 WHERE alg = $1 AND retired_at IS NULL`
+
+const insertKey = `
+INSERT INTO signing_keys (kid, alg, private_key, sealed, created_at) VALUES ($1, $2, $3, $4, $5)`
+
+// AddSigningKey retires the active keys of k.Alg and stores k as the active one.
+func (s *Store) AddSigningKey(ctx context.Context, k auth.StoredKey, now time.Time) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, keysLock); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, retireKeys, k.Alg, now); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, insertKey, k.KID, k.Alg, k.PrivateKey, k.Sealed, now)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: add signing key: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,182 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/acme/accounts/internal/auth"
+)
+
+const createSession = `
+WITH s AS (
+    INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, idle_expires_at, user_agent, ip)
+    VALUES ($1, $2, $3, $3, $4, $6, $7, $8)
+    RETURNING id
+)
+INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at)
+SELECT $5, id, $3, $6 FROM s`
+
+// CreateSession stores a session and its first refresh token in one statement.
+func (s *Store) CreateSession(ctx context.Context, n auth.NewSession) error {
+	_, err := s.pool.Exec(ctx, createSession, n.ID, n.UserID, n.Now, n.ExpiresAt, n.RefreshHash,
+		n.RefreshExpiresAt, n.Client.UserAgent, n.Client.IP)
+	if err != nil {
+		return fmt.Errorf("store: create session: %w", err)
+	}
+	return nil
+}
+
+const rotateRefreshToken = `
+SELECT outcome, session_id::text, user_id::text, role, sealed
+  FROM rotate_refresh_token($1, $2, $3, $4, $5, $6, $7, $8)`
+
+// RotateRefreshToken runs the rotation function: one round trip, settled
+// under the session's row lock (see migrations/000001_init.up.sql).
+func (s *Store) RotateRefreshToken(ctx context.Context, p auth.RotateParams) (auth.RotateResult, error) {
+	var res auth.RotateResult
+	var sid, uid, role *string
+	err := s.pool.QueryRow(ctx, rotateRefreshToken, p.Hash, p.NewHash, p.SealedNew, p.Now,
+		p.Grace, p.TTL, p.Client.IP, p.Client.UserAgent).Scan(&res.Outcome, &sid, &uid, &role, &res.Sealed)
+	if err != nil {
+		return auth.RotateResult{}, fmt.Errorf("store: rotate refresh token: %w", err)
+	}
+	res.SessionID, res.UserID, res.Role = deref(sid), deref(uid), deref(role)
+	return res, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+type sessionRow struct {
+	ID         string    `db:"id"`
+	UserID     string    `db:"user_id"`
+	CreatedAt  time.Time `db:"created_at"`
+	LastUsedAt time.Time `db:"last_used_at"`
+	ExpiresAt  time.Time `db:"expires_at"`
+	UserAgent  string    `db:"user_agent"`
+	IP         string    `db:"ip"`
+}
+
+// activeSession is the one definition of a live session.
+const activeSession = `ended_at IS NULL AND expires_at > $2 AND idle_expires_at > $2`
+
+const listSessions = `
+SELECT id::text, user_id::text, created_at, last_used_at, least(expires_at, idle_expires_at) AS expires_at,
+       user_agent, ip
+  FROM sessions
+ WHERE user_id = $1 AND ` + activeSession + `
+ ORDER BY created_at DESC, id`
+
+// ListSessions returns the user's active sessions, newest first. Its
+// expires_at is when the session ends unless it is refreshed.
+func (s *Store) ListSessions(ctx context.Context, userID string, now time.Time) ([]auth.Session, error) {
+	rows, _ := s.pool.Query(ctx, listSessions, userID, now)
+	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[sessionRow])
+	if err != nil {
+		return nil, fmt.Errorf("store: list sessions: %w", err)
+	}
+	out := make([]auth.Session, len(rs))
+	for i, r := range rs {
+		out[i] = auth.Session{ID: r.ID, UserID: r.UserID, CreatedAt: r.CreatedAt.UTC(), LastUsedAt: r.LastUsedAt.UTC(),
+			ExpiresAt: r.ExpiresAt.UTC(), UserAgent: r.UserAgent, IP: r.IP}
+	}
+	return out, nil
+}
+
+// endSession ends one live session and spends its live refresh token.
+const endSession = `
+WITH s AS (
+    UPDATE sessions SET ended_at = $2
+     WHERE id = $3 AND user_id = $1 AND ` + activeSession + `
+    RETURNING id
+), t AS (
+    UPDATE refresh_tokens SET spent_at = $2
+     WHERE session_id IN (SELECT id FROM s) AND spent_at IS NULL
+)
+SELECT count(*) FROM s`
+
+// EndSession returns auth.ErrNotFound when sessionID is not a live session of userID.
+func (s *Store) EndSession(ctx context.Context, userID, sessionID string, now time.Time) error {
+	var n int
+	if err := s.pool.QueryRow(ctx, endSession, userID, now, sessionID).Scan(&n); err != nil {
+		return fmt.Errorf("store: end session: %w", err)
+	}
+	if n == 0 {
+		return auth.ErrNotFound
+	}
+	return nil
+}
+
+const logout = `
+WITH r AS (
+    INSERT INTO revoked_tokens (jti, expires_at) VALUES ($2, $3)
+    ON CONFLICT (jti) DO NOTHING
+), s AS (
+    UPDATE sessions SET ended_at = $4 WHERE id = $1 AND ended_at IS NULL
+    RETURNING id
+)
+UPDATE refresh_tokens SET spent_at = $4
+ WHERE session_id IN (SELECT id FROM s) AND spent_at IS NULL`
+
+// Logout revokes jti and ends its session, in one statement.
+func (s *Store) Logout(ctx context.Context, sessionID, jti string, jtiExpires, now time.Time) error {
+	if _, err := s.pool.Exec(ctx, logout, sessionID, jti, jtiExpires, now); err != nil {
+		return fmt.Errorf("store: logout: %w", err)
+	}
+	return nil
+}
+
+const logoutUser = `
+WITH u AS (
+    UPDATE users SET logout_all_at = $2 WHERE id = $1 RETURNING id
+), s AS (
+    UPDATE sessions SET ended_at = $2
+     WHERE user_id IN (SELECT id FROM u) AND ended_at IS NULL
+    RETURNING id
+), t AS (
+    UPDATE refresh_tokens SET spent_at = $2
+     WHERE session_id IN (SELECT id FROM s) AND spent_at IS NULL
+)
+SELECT count(*) FROM u`
+
+// LogoutUser ends every session of the user and sets the cut-off before
+// which the user's access tokens are revoked. Returns auth.ErrNotFound.
+func (s *Store) LogoutUser(ctx context.Context, userID string, now time.Time) error {
+	var n int
+	if err := s.pool.QueryRow(ctx, logoutUser, userID, now).Scan(&n); err != nil {
+		return fmt.Errorf("store: logout user: %w", err)
+	}
+	if n == 0 {
+		return auth.ErrNotFound
+	}
+	return nil
+}
+
+const accessState = `
+SELECT u.id::text, u.email, u.role, u.created_at, u.logout_all_at,
+       coalesce(s.ended_at IS NULL AND s.expires_at > $4 AND s.idle_expires_at > $4, false),
+       EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = $3)
+  FROM users u
+  LEFT JOIN sessions s ON s.id = $2 AND s.user_id = u.id
+ WHERE u.id = $1`
+
+// AccessState reads, in one query, the user and what revokes a token.
+// Returns auth.ErrNotFound when the user is gone.
+func (s *Store) AccessState(ctx context.Context, userID, sessionID, jti string, now time.Time) (auth.AccessState, error) {
+	var st auth.AccessState
+	err := s.pool.QueryRow(ctx, accessState, userID, sessionID, jti, now).Scan(
+		&st.User.ID, &st.User.Email, &st.User.Role, &st.User.CreatedAt, &st.LogoutAllAt,
+		&st.SessionActive, &st.Revoked)
+	if err != nil {
+		return auth.AccessState{}, fmt.Errorf("store: access state: %w", notFound(err))
+	}
+	st.User.CreatedAt = st.User.CreatedAt.UTC()
+	return st, nil
+}
