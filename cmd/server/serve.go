@@ -12,8 +12,8 @@ import (
 	"runtime"
 	"time"
 
-	httpapi "github.com/acme/accounts/internal/http"
 	"github.com/acme/accounts/internal/auth"
+	httpapi "github.com/acme/accounts/internal/http"
 	"github.com/acme/accounts/internal/store"
 )
 

@@ -16,12 +16,45 @@ import (
 // MaxTokenBytes is the longest bearer token looked at; longer ones are refused unparsed.
 const MaxTokenBytes = 8 << 10
 
-// accessClaims are the claims of an access token (RFC 9068).
+// accessClaims are the claims of an access token (RFC 9068). Dates are
+// numericDate so that only JSON numbers are taken (golang-jwt's own type
+// also takes a quoted number).
 type accessClaims struct {
-	jwt.RegisteredClaims
-	SID  string `json:"sid"`
-	Role string `json:"role"`
+	Issuer    string           `json:"iss,omitempty"`
+	Subject   string           `json:"sub,omitempty"`
+	Audience  jwt.ClaimStrings `json:"aud,omitempty"`
+	ExpiresAt *numericDate     `json:"exp,omitempty"`
+	NotBefore *numericDate     `json:"nbf,omitempty"`
+	IssuedAt  *numericDate     `json:"iat,omitempty"`
+	ID        string           `json:"jti,omitempty"`
+	SID       string           `json:"sid"`
+	Role      string           `json:"role"`
 }
+
+type numericDate struct{ jwt.NumericDate }
+
+func newDate(t time.Time) *numericDate { return &numericDate{*jwt.NewNumericDate(t)} }
+
+func (d *numericDate) UnmarshalJSON(b []byte) error {
+	if len(b) == 0 || (b[0] != '-' && (b[0] < '0' || b[0] > '9')) {
+		return errors.New("date is not a number")
+	}
+	return d.NumericDate.UnmarshalJSON(b)
+}
+
+func (d *numericDate) get() (*jwt.NumericDate, error) {
+	if d == nil {
+		return nil, nil
+	}
+	return &d.NumericDate, nil
+}
+
+func (c *accessClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.ExpiresAt.get() }
+func (c *accessClaims) GetIssuedAt() (*jwt.NumericDate, error)       { return c.IssuedAt.get() }
+func (c *accessClaims) GetNotBefore() (*jwt.NumericDate, error)      { return c.NotBefore.get() }
+func (c *accessClaims) GetIssuer() (string, error)                   { return c.Issuer, nil }
+func (c *accessClaims) GetSubject() (string, error)                  { return c.Subject, nil }
+func (c *accessClaims) GetAudience() (jwt.ClaimStrings, error)       { return c.Audience, nil }
 
 // Validate runs after the registered claims were checked (jwt.ClaimsValidator).
 func (c *accessClaims) Validate() error {
@@ -81,17 +114,15 @@ func (t *Tokens) Issue(userID, sessionID, role string) (string, error) {
 		return "", fmt.Errorf("issue token: %w", err)
 	}
 	claims := &accessClaims{
-		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    t.issuer,
-			Subject:   userID,
-			Audience:  jwt.ClaimStrings{t.audience},
-			ExpiresAt: jwt.NewNumericDate(now.Add(t.ttl)),
-			IssuedAt:  jwt.NewNumericDate(now),
-			NotBefore: jwt.NewNumericDate(now),
-			ID:        base64.RawURLEncoding.EncodeToString(jti),
-		},
-		SID:  sessionID,
-		Role: role,
+		Issuer:    t.issuer,
+		Subject:   userID,
+		Audience:  jwt.ClaimStrings{t.audience},
+		ExpiresAt: newDate(now.Add(t.ttl)),
+		IssuedAt:  newDate(now),
+		NotBefore: newDate(now),
+		ID:        base64.RawURLEncoding.EncodeToString(jti),
+		SID:       sessionID,
+		Role:      role,
 	}
 	tok := jwt.NewWithClaims(jwt.GetSigningMethod(k.alg), claims)
 	tok.Header["kid"] = k.kid
