@@ -39,7 +39,7 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	action := rest[0]
 	if action != "up" && action != "down" && action != "version" {
-		return fmt.Errorf("%w: migrate takes up, down or version, not %q", errUsage, action)
+		return usageError(stderr, "server migrate up|down|version", "migrate takes up, down or version, not %q", action)
 	}
 	_, _, pool, err := setup(ctx, getenv, stderr)
 	if err != nil {
@@ -78,7 +78,7 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	if rest[0] != "rotate" {
-		return fmt.Errorf("%w: keys takes rotate, not %q", errUsage, rest[0])
+		return usageError(stderr, "server keys rotate", "keys takes rotate, not %q", rest[0])
 	}
 	cfg, log, pool, err := setup(ctx, getenv, stderr)
 	if err != nil {
@@ -105,11 +105,11 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	if rest[0] != "set-role" {
-		return fmt.Errorf("%w: users takes set-role, not %q", errUsage, rest[0])
+		return usageError(stderr, "server users set-role EMAIL ROLE", "users takes set-role, not %q", rest[0])
 	}
 	email, role := rest[1], rest[2]
 	if !auth.ValidRole(role) {
-		return fmt.Errorf("%w: ROLE must be user or admin, not %q", errUsage, role)
+		return usageError(stderr, "server users set-role EMAIL ROLE", "ROLE must be user or admin, not %q", role)
 	}
 	cfg, log, pool, err := setup(ctx, getenv, stderr)
 	if err != nil {

@@ -96,3 +96,9 @@ func parseFlags(name, synopsis string, args []string, want int, out io.Writer) (
 	}
 	return fs.Args(), nil
 }
+
+// usageError prints a command's synopsis and returns an errUsage.
+func usageError(out io.Writer, synopsis, format string, args ...any) error {
+	fmt.Fprintf(out, "Usage: %s\n", synopsis)
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}

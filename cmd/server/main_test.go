@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/accounts/internal/testdb"
+)
+
+func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }
+
+func envFrom(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+// cli runs one command to completion.
+func cli(t *testing.T, vars map[string]string, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := run(ctx, append([]string{"server"}, args...), envFrom(vars), &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+// startServer runs the serve command in the background and returns its base URL.
+func startServer(t *testing.T, vars map[string]string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"server"}, envFrom(vars), io.Discard, pw); pw.Close() }()
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			var line struct{ Msg, Addr string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
+				addr <- line.Addr
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run returned %v after cancel, want nil", err)
+		}
+	})
+	select {
+	case a := <-addr:
+		base := "http://" + a
+		waitForReady(t, base)
+		return base
+	case err := <-done:
+		t.Fatalf("server stopped at start: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not log its address within 30 s")
+	}
+	return ""
+}
+
+func waitForReady(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := http.Get(base + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz not ready: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a server we do not control the timing of
+	}
+}
+
+func call(t *testing.T, method, url, token string, body any) (int, map[string]any) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, r)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(res.Body).Decode(&out)
+	return res.StatusCode, out
+}
+
+func TestServeWalkthrough(t *testing.T) {
+	t.Parallel()
+	base := startServer(t, map[string]string{"DATABASE_URL": testdb.URL(t), "ADDR": "127.0.0.1:0"})
+	creds := map[string]string{"email": "walk@example.com", "password": "correct horse battery"}
+	if st, _ := call(t, "POST", base+"/v1/signup", "", creds); st != 201 {
+		t.Fatalf("signup %d", st)
+	}
+	st, tok := call(t, "POST", base+"/v1/login", "", creds)
+	if st != 200 {
+		t.Fatalf("login %d", st)
+	}
+	at, rt := tok["access_token"].(string), tok["refresh_token"].(string)
+	if st, me := call(t, "GET", base+"/v1/me", at, nil); st != 200 || me["email"] != "walk@example.com" {
+		t.Fatalf("me %d %v", st, me)
+	}
+	st, tok = call(t, "POST", base+"/v1/token/refresh", "", map[string]string{"refresh_token": rt})
+	if st != 200 || tok["refresh_token"] == rt {
+		t.Fatalf("refresh %d %v", st, tok)
+	}
+	at2 := tok["access_token"].(string)
+	if st, _ := call(t, "POST", base+"/v1/logout", at2, nil); st != 204 {
+		t.Fatalf("logout %d", st)
+	}
+	if st, _ := call(t, "GET", base+"/v1/me", at2, nil); st != 401 {
+		t.Fatalf("me after logout %d", st)
+	}
+}
+
+func TestServeHS256(t *testing.T) {
+	t.Parallel()
+	base := startServer(t, map[string]string{"DATABASE_URL": testdb.URL(t), "ADDR": "127.0.0.1:0",
+		"JWT_ALG": "HS256", "JWT_SECRET": strings.Repeat("k", 32)})
+	st, jwks := call(t, "GET", base+"/.well-known/jwks.json", "", nil)
+	if keys, _ := jwks["keys"].([]any); st != 200 || keys == nil || len(keys) != 0 {
+		t.Fatalf("HS256 jwks %d %v, want an empty set", st, jwks)
+	}
+}
+
+func TestCommands(t *testing.T) {
+	t.Parallel()
+	url := testdb.NewEmpty(t)
+	vars := map[string]string{"DATABASE_URL": url}
+
+	out, _, err := cli(t, vars, "migrate", "version")
+	if err != nil || !strings.Contains(out, "none") {
+		t.Fatalf("version on an empty database: %q %v", out, err)
+	}
+	if out, _, err = cli(t, vars, "migrate", "up"); err != nil || !strings.Contains(out, "version: 1") {
+		t.Fatalf("migrate up: %q %v", out, err)
+	}
+	if out, _, err = cli(t, vars, "migrate", "down"); err != nil || !strings.Contains(out, "none") {
+		t.Fatalf("migrate down: %q %v", out, err)
+	}
+	if out, _, err = cli(t, vars, "migrate", "up"); err != nil || !strings.Contains(out, "version: 1") {
+		t.Fatalf("migrate up after down: %q %v", out, err)
+	}
+	if out, _, err = cli(t, vars, "migrate", "up"); err != nil {
+		t.Fatalf("migrate up twice: %q %v", out, err)
+	}
+
+	if out, _, err = cli(t, vars, "keys", "rotate"); err != nil || !strings.Contains(out, "new signing key") {
+		t.Fatalf("keys rotate: %q %v", out, err)
+	}
+	if out, _, err = cli(t, vars, "keys", "rotate"); err != nil {
+		t.Fatalf("keys rotate again: %q %v", out, err)
+	}
+
+	base := startServer(t, map[string]string{"DATABASE_URL": url, "ADDR": "127.0.0.1:0"})
+	st, jwks := call(t, "GET", base+"/.well-known/jwks.json", "", nil)
+	if keys, _ := jwks["keys"].([]any); st != 200 || len(keys) != 3 {
+		t.Fatalf("jwks after two rotations = %v; want the first key (made on first use) and the two rotated in", jwks)
+	}
+	call(t, "POST", base+"/v1/signup", "", map[string]string{"email": "Boss@example.com", "password": "correct horse battery"})
+	if out, _, err = cli(t, vars, "users", "set-role", "boss@example.com", "admin"); err != nil || !strings.Contains(out, "admin") {
+		t.Fatalf("set-role: %q %v", out, err)
+	}
+	_, tok := call(t, "POST", base+"/v1/login", "", map[string]string{"email": "boss@example.com", "password": "correct horse battery"})
+	if st, _ := call(t, "GET", base+"/v1/admin/users", tok["access_token"].(string), nil); st != 200 {
+		t.Fatalf("admin listing after set-role: %d", st)
+	}
+	if _, _, err = cli(t, vars, "users", "set-role", "ghost@example.com", "admin"); err == nil || !strings.Contains(err.Error(), "no user") {
+		t.Fatalf("set-role for an unknown email: %v", err)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	vars := map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:1/none"}
+	tests := []struct {
+		args []string
+		code int
+	}{
+		{[]string{"bogus"}, 2},
+		{[]string{"migrate"}, 2},
+		{[]string{"migrate", "sideways"}, 2},
+		{[]string{"migrate", "up", "extra"}, 2},
+		{[]string{"keys"}, 2},
+		{[]string{"keys", "delete"}, 2},
+		{[]string{"users", "set-role", "a@example.com"}, 2},
+		{[]string{"users", "set-role", "a@example.com", "root"}, 2},
+		{[]string{"users", "drop", "a@example.com", "admin"}, 2},
+		{[]string{"serve", "extra"}, 2},
+		{[]string{"-h"}, 0},
+		{[]string{"migrate", "-h"}, 0},
+		{[]string{"keys", "-h"}, 0},
+		{[]string{"users", "-h"}, 0},
+		{[]string{"serve", "-h"}, 0},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			out, errOut, err := cli(t, vars, tc.args...)
+			if got := exitCode(err); err == nil || got != tc.code {
+				t.Fatalf("exit %d (%v), want %d", got, err, tc.code)
+			}
+			if tc.code == 0 && !errors.Is(err, flag.ErrHelp) {
+				t.Fatalf("help returned %v", err)
+			}
+			if out+errOut == "" {
+				t.Fatal("no usage text printed")
+			}
+		})
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	good := map[string]string{"DATABASE_URL": "postgres://u@localhost/db"}
+	with := func(k, v string) map[string]string {
+		m := map[string]string{"DATABASE_URL": good["DATABASE_URL"]}
+		m[k] = v
+		return m
+	}
+	tests := []struct {
+		name string
+		vars map[string]string
+		want []string
+	}{
+		{"bad duration", with("ACCESS_TOKEN_TTL", "fifteen"), []string{"ACCESS_TOKEN_TTL"}},
+		{"bad grace", with("REFRESH_REUSE_GRACE", "-1s"), []string{"REFRESH_REUSE_GRACE"}},
+		{"bad alg", with("JWT_ALG", "none"), []string{"JWT_ALG"}},
+		{"HS256 without secret", with("JWT_ALG", "HS256"), []string{"JWT_SECRET"}},
+		{"short secret", map[string]string{"DATABASE_URL": "x", "JWT_ALG": "HS256", "JWT_SECRET": "short"}, []string{"JWT_SECRET"}},
+		{"bad KEK", with("KEY_ENCRYPTION_KEY", "c2hvcnQ="), []string{"KEY_ENCRYPTION_KEY"}},
+		{"bad rate", with("LOGIN_RATE_LIMIT", "ten"), []string{"LOGIN_RATE_LIMIT"}},
+		{"bad ip rate", with("IP_RATE_LIMIT", "5/0s"), []string{"IP_RATE_LIMIT"}},
+		{"bad proxies", with("TRUSTED_PROXIES", "10.0.0.0/8, nonsense"), []string{"TRUSTED_PROXIES"}},
+		{"bad argon", with("ARGON2_MEMORY_KIB", "lots"), []string{"ARGON2_MEMORY_KIB"}},
+		{"bad min length", with("PASSWORD_MIN_LENGTH", "0"), []string{"PASSWORD_MIN_LENGTH"}},
+		{"bad log level", with("LOG_LEVEL", "loud"), []string{"LOG_LEVEL"}},
+		{"bad migrate flag", with("MIGRATE_ON_START", "maybe"), []string{"MIGRATE_ON_START"}},
+		{"half TLS", with("TLS_CERT_FILE", "/tmp/c.pem"), []string{"TLS_CERT_FILE"}},
+		{"two at once", map[string]string{"DATABASE_URL": "x", "ADDR": ":1", "JWT_LEEWAY": "x", "SESSION_MAX_AGE": "y"}, []string{"JWT_LEEWAY", "SESSION_MAX_AGE"}},
+		{"no database", map[string]string{}, []string{"DATABASE_URL"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := cli(t, tc.vars, "serve")
+			if err == nil {
+				t.Fatal("serve started with a bad configuration")
+			}
+			for _, name := range tc.want {
+				if !strings.Contains(err.Error(), name) {
+					t.Fatalf("error %q does not name %s", err, name)
+				}
+			}
+		})
+	}
+	if _, err := loadConfig(envFrom(good)); err != nil {
+		t.Fatalf("defaults rejected: %v", err)
+	}
+}
+
+func TestUnreachableDatabase(t *testing.T) {
+	t.Parallel()
+	_, errOut, err := cli(t, map[string]string{"DATABASE_URL": "postgres://app:s3cr3t-pw@127.0.0.1:1/accounts", "ADDR": "127.0.0.1:0"})
+	if err == nil {
+		t.Fatal("serve started without a database")
+	}
+	if exitCode(err) != 1 || strings.Contains(err.Error()+errOut, "s3cr3t-pw") || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("error %q (exit %d) must name the redacted URL and hide its password", err, exitCode(err))
+	}
+}
