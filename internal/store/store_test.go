@@ -1,0 +1,92 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/acme/accounts/internal/auth"
+	"github.com/acme/accounts/internal/store"
+	"github.com/acme/accounts/internal/testdb"
+)
+
+func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }
+
+var ctx = context.Background()
+
+func TestUserErrors(t *testing.T) {
+	t.Parallel()
+	s := store.New(testdb.New(t))
+	now := time.Now()
+	u, err := s.CreateUser(ctx, "Case@Example.com", "h", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateUser(ctx, "case@example.COM", "h", now); !errors.Is(err, auth.ErrEmailTaken) {
+		t.Fatalf("duplicate email: %v, want ErrEmailTaken", err)
+	}
+	got, err := s.UserByEmail(ctx, "CASE@example.com")
+	if err != nil || got.ID != u.ID || got.Email != "Case@Example.com" {
+		t.Fatalf("UserByEmail = %+v, %v", got, err)
+	}
+	for name, err := range map[string]error{
+		"by email": func() error { _, err := s.UserByEmail(ctx, "nobody@example.com"); return err }(),
+		"by id":    func() error { _, err := s.UserByID(ctx, uuid.NewString()); return err }(),
+		"set role": func() error { _, err := s.SetRole(ctx, "nobody@example.com", "admin", now); return err }(),
+		"logout":   s.LogoutUser(ctx, uuid.NewString(), now),
+		"session":  s.EndSession(ctx, u.ID, uuid.NewString(), now),
+	} {
+		if !errors.Is(err, auth.ErrNotFound) {
+			t.Errorf("%s: %v, want ErrNotFound", name, err)
+		}
+	}
+	// A role outside the schema's set is refused by the database itself.
+	if _, err := s.SetRole(ctx, "case@example.com", "root", now); err == nil || errors.Is(err, auth.ErrNotFound) {
+		t.Fatalf("role root: %v, want a constraint error", err)
+	}
+}
+
+func TestPurgeIsBounded(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	s := store.New(pool)
+	now := time.Now()
+	if _, err := pool.Exec(ctx, `INSERT INTO revoked_tokens (jti, expires_at)
+		SELECT 'j' || g, $1::timestamptz - interval '1 minute' FROM generate_series(1, 25) g`, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO revoked_tokens (jti, expires_at) VALUES ('live', $1::timestamptz + interval '1 hour')`, now); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Purge(ctx, now, 10)
+	if err != nil || n != 10 {
+		t.Fatalf("first purge = %d, %v; want 10", n, err)
+	}
+	for range 3 {
+		if _, err := s.Purge(ctx, now, 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var left []string
+	rows, _ := pool.Query(ctx, `SELECT jti FROM revoked_tokens`)
+	for rows.Next() {
+		var j string
+		_ = rows.Scan(&j)
+		left = append(left, j)
+	}
+	if len(left) != 1 || left[0] != "live" {
+		t.Fatalf("left after purging = %v, want only the unexpired row", left)
+	}
+}
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t) // already migrated from the template
+	if err := store.Migrate(pool); err != nil {
+		t.Fatalf("migrate on a migrated database: %v", err)
+	}
+}
