@@ -1,0 +1,22 @@
+.PHONY: run test build vet devdb-stop docker-up
+
+# Serve on http://localhost:8080; without DATABASE_URL a private development
+# PostgreSQL is started in .data/ (needs the PostgreSQL server binaries).
+run:
+	scripts/run.sh
+
+# Every test with -race against a real PostgreSQL (see scripts/test.sh).
+test:
+	scripts/test.sh
+
+build:
+	go build -o bin/server ./cmd/server
+
+vet:
+	gofmt -l . | (! grep .) && go vet ./...
+
+devdb-stop:
+	scripts/devdb.sh stop
+
+docker-up:
+	docker compose up --build

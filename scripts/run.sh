@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# run.sh: serve on http://localhost:8080 (ADDR to change). Uses DATABASE_URL
+# when set; otherwise starts the private development cluster (scripts/devdb.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${DATABASE_URL:-}" ]; then
+  if ! DATABASE_URL=$(scripts/devdb.sh start); then
+    echo "No DATABASE_URL and no local PostgreSQL to start one: set DATABASE_URL, or run 'docker compose up'." >&2
+    exit 1
+  fi
+  export DATABASE_URL
+  echo "using the development database $DATABASE_URL (scripts/devdb.sh stop to stop it)" >&2
+fi
+mkdir -p bin
+go build -o bin/server ./cmd/server
+exec bin/server "$@"
