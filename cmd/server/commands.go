@@ -151,6 +151,7 @@ func newService(ctx context.Context, cfg Config, st *store.Store, log *slog.Logg
 		AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, SessionMaxAge: cfg.SessionMaxAge,
 		ReuseGrace: cfg.ReuseGrace, PasswordMinLength: cfg.PasswordMinLength, Argon2: cfg.Argon2,
 		HashSlots: hashSlots(cfg.Argon2), HashWait: hashWait,
+		LoginLimit: cfg.LoginRateLimit, IPLimit: cfg.IPRateLimit,
 	}, log, timeNow)
 	return svc, ring, err
 }

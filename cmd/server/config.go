@@ -25,8 +25,8 @@ type Config struct {
 	SessionMaxAge     time.Duration
 	ReuseGrace        time.Duration
 	Leeway            time.Duration
-	LoginRateLimit    RateLimit
-	IPRateLimit       RateLimit
+	LoginRateLimit    auth.RateLimit
+	IPRateLimit       auth.RateLimit
 	PasswordMinLength int
 	Argon2            auth.Argon2Params
 	JWTAlg            string
@@ -37,12 +37,6 @@ type Config struct {
 	TrustedProxies    []string
 	LogLevel          slog.Level
 	MigrateOnStart    bool
-}
-
-// RateLimit is N events per Window; N == 0 disables it.
-type RateLimit struct {
-	N      int
-	Window time.Duration
 }
 
 // loadConfig parses and validates the environment. Every bad variable is
@@ -170,19 +164,19 @@ func (p *envParser) boolean(name, def string) bool {
 	return b
 }
 
-func (p *envParser) rate(name, def string) RateLimit {
+func (p *envParser) rate(name, def string) auth.RateLimit {
 	s := p.str(name, def)
 	if s == "0" {
-		return RateLimit{}
+		return auth.RateLimit{}
 	}
 	n, w, ok := strings.Cut(s, "/")
 	count, err1 := strconv.Atoi(n)
 	window, err2 := time.ParseDuration(w)
 	if !ok || err1 != nil || err2 != nil || count < 1 || window <= 0 {
 		p.fail(name, fmt.Sprintf("%q is not COUNT/DURATION (for example %s) or 0", s, def))
-		return RateLimit{}
+		return auth.RateLimit{}
 	}
-	return RateLimit{N: count, Window: window}
+	return auth.RateLimit{N: count, Window: window}
 }
 
 // redactURL hides the password of a connection URL, for logs.

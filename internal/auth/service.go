@@ -51,6 +51,12 @@ type Store interface {
 
 	// RecordEvent appends to the audit trail.
 	RecordEvent(ctx context.Context, e Event) error
+
+	// HitRateLimit counts one event against key in a fixed window and
+	// returns the count so far and when the window ends.
+	HitRateLimit(ctx context.Context, key string, window time.Duration, now time.Time) (int, time.Time, error)
+	// PeekRateLimit returns key's count in its current window without counting.
+	PeekRateLimit(ctx context.Context, key string, now time.Time) (int, time.Time, error)
 }
 
 // NewSession is a login's session and first refresh token.
@@ -126,6 +132,7 @@ const (
 	EventRoleChanged     = "role_changed"
 	EventAdminLogout     = "admin_logout_user"
 	EventKeyRotated      = "key_rotated"
+	EventRateLimited     = "rate_limited"
 )
 
 // Config holds the service's rules.
@@ -140,6 +147,10 @@ type Config struct {
 	// long a request waits for a slot before ErrUnavailable.
 	HashSlots int
 	HashWait  time.Duration
+	// LoginLimit bounds failed logins per email; IPLimit bounds requests to
+	// signup, login and refresh per client IP. A zero N disables one.
+	LoginLimit RateLimit
+	IPLimit    RateLimit
 }
 
 // Service implements the account use cases.
@@ -251,13 +262,17 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 	if len(password) > MaxPasswordBytes {
 		return TokenPair{}, Invalid("password", fmt.Sprintf("must be at most %d bytes", MaxPasswordBytes))
 	}
+	limitKey := loginLimitKey(email)
+	if err := s.checkLoginLimit(ctx, limitKey, c); err != nil {
+		return TokenPair{}, err
+	}
 	u, err := s.userForLogin(ctx, email)
 	if errors.Is(err, ErrNotFound) {
 		// Spend one hash anyway so that timing does not tell which emails exist.
 		if _, err := s.verify(ctx, password, s.dummy); err != nil {
 			return TokenPair{}, err
 		}
-		s.record(ctx, Event{Type: EventLoginFailed, Client: c, Detail: map[string]any{"reason": "unknown_email"}})
+		s.loginFailed(ctx, limitKey, Event{Type: EventLoginFailed, Client: c, Detail: map[string]any{"reason": "unknown_email"}})
 		return TokenPair{}, ErrInvalidCredentials
 	}
 	if err != nil {
@@ -268,7 +283,7 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 		return TokenPair{}, err
 	}
 	if !ok {
-		s.record(ctx, Event{Type: EventLoginFailed, UserID: u.ID, Client: c, Detail: map[string]any{"reason": "wrong_password"}})
+		s.loginFailed(ctx, limitKey, Event{Type: EventLoginFailed, UserID: u.ID, Client: c, Detail: map[string]any{"reason": "wrong_password"}})
 		return TokenPair{}, ErrInvalidCredentials
 	}
 	if NeedsRehash(u.PasswordHash, s.cfg.Argon2) {

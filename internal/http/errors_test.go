@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/acme/accounts/internal/auth"
 )
@@ -33,6 +34,7 @@ func TestWriteError(t *testing.T) {
 		{fmt.Errorf("store: x: %w", auth.ErrEmailTaken), 409, "email_taken", "", ""},
 		{errTooLarge, 413, "payload_too_large", "", ""},
 		{errMediaType, 415, "unsupported_media_type", "", ""},
+		{&auth.RateLimitError{RetryAfter: 1500 * time.Millisecond}, 429, "too_many_requests", "Retry-After", "2"},
 		{auth.ErrUnavailable, 503, "service_unavailable", "Retry-After", "1"},
 		{errors.New("store: connection refused at 10.0.0.1"), 500, "internal_error", "", ""},
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"reflect"
@@ -167,6 +168,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	status, body := http.StatusInternalServerError, errorBody{Error: "internal_error", Description: "internal error"}
 	var re *requestError
 	var ve *auth.ValidationError
+	var rl *auth.RateLimitError
 	switch {
 	case errors.As(err, &re):
 		status, body = re.status, errorBody{Error: re.code, Description: re.msg}
@@ -188,6 +190,9 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		status, body = http.StatusForbidden, errorBody{Error: "forbidden", Description: "not allowed for this account"}
 	case errors.Is(err, auth.ErrNotFound):
 		status, body = http.StatusNotFound, errorBody{Error: "not_found", Description: "not found"}
+	case errors.As(err, &rl):
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(rl.RetryAfter.Seconds()))))
+		status, body = http.StatusTooManyRequests, errorBody{Error: "too_many_requests", Description: "too many requests, try again later"}
 	case errors.Is(err, auth.ErrUnavailable):
 		w.Header().Set("Retry-After", "1")
 		status, body = http.StatusServiceUnavailable, errorBody{Error: "service_unavailable", Description: "busy, try again shortly"}

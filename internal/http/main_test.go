@@ -27,8 +27,9 @@ type env struct {
 }
 
 type envOptions struct {
-	kit   testdb.KitOptions
-	ready func(context.Context) error
+	kit     testdb.KitOptions
+	ready   func(context.Context) error
+	proxies []string
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -38,7 +39,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if ready == nil {
 		ready = k.Store.Ping
 	}
-	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{Log: k.Log, Service: k.Service, Keys: k.Keys, Ready: ready}))
+	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{Log: k.Log, Service: k.Service, Keys: k.Keys, Ready: ready,
+		TrustedProxies: o.proxies}))
 	t.Cleanup(srv.Close)
 	return &env{Kit: k, srv: srv}
 }

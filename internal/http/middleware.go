@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -157,7 +158,29 @@ func client(r *http.Request) auth.Client {
 	if len(ua) > 512 {
 		ua = strings.ToValidUTF8(ua[:512], "")
 	}
-	return auth.Client{IP: middleware.GetClientIP(r.Context()), UserAgent: ua, RequestID: requestID(r.Context())}
+	ip := middleware.GetClientIP(r.Context())
+	if ip == "" {
+		// A trusted proxy that sent no usable X-Forwarded-For: the proxy
+		// itself is the client we can name.
+		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			ip = host
+		}
+	}
+	return auth.Client{IP: ip, UserAgent: ua, RequestID: requestID(r.Context())}
+}
+
+// limitIP counts the request against its client IP before anything else is
+// done with it (IP_RATE_LIMIT).
+func limitIP(svc *auth.Service, log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if err := svc.AllowIP(r.Context(), client(r)); err != nil {
+				writeError(w, r, log, err)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
 }
 
 var methods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,

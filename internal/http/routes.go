@@ -7,6 +7,7 @@ import (
 // addRoutes is the whole HTTP surface, as api/openapi.yaml describes it.
 func addRoutes(r chi.Router, d Deps) {
 	authed := requireAuth(d.Service, d.Log)
+	limited := limitIP(d.Service, d.Log)
 
 	r.Get("/healthz", handleHealthz())
 	r.Get("/readyz", handleReadyz(d.Ready))
@@ -14,9 +15,9 @@ func addRoutes(r chi.Router, d Deps) {
 	r.Get("/.well-known/jwks.json", handleJWKS(d.Keys))
 
 	r.Route("/v1", func(r chi.Router) {
-		r.Post("/signup", handleSignup(d.Log, d.Service))
-		r.Post("/login", handleLogin(d.Log, d.Service))
-		r.Post("/token/refresh", handleRefresh(d.Log, d.Service))
+		r.With(limited).Post("/signup", handleSignup(d.Log, d.Service))
+		r.With(limited).Post("/login", handleLogin(d.Log, d.Service))
+		r.With(limited).Post("/token/refresh", handleRefresh(d.Log, d.Service))
 
 		r.With(authed).Post("/logout", handleLogout(d.Log, d.Service))
 		r.With(authed).Post("/logout/all", handleLogoutAll(d.Log, d.Service))

@@ -42,6 +42,9 @@ DELETE FROM revoked_tokens WHERE jti IN (
 	purgeRefreshTokens = `
 DELETE FROM refresh_tokens WHERE hash IN (
     SELECT hash FROM refresh_tokens WHERE expires_at < $1 LIMIT $2)`
+	purgeRateLimits = `
+DELETE FROM rate_limits WHERE key IN (
+    SELECT key FROM rate_limits WHERE window_end < $1 LIMIT $2)`
 	purgeSessions = `
 DELETE FROM sessions WHERE id IN (
     SELECT id FROM sessions WHERE coalesce(ended_at, expires_at) < $1 LIMIT $2)`
@@ -53,7 +56,8 @@ const sessionKeep = 7 * 24 * time.Hour
 
 // Purge deletes up to batch expired rows from each table it cleans and
 // returns how many it deleted in all: revoked jtis past their token's
-// expiry, refresh tokens past theirs, and sessions over for a week.
+// expiry, refresh tokens past theirs, ended rate-limit windows, and
+// sessions over for a week.
 func (s *Store) Purge(ctx context.Context, now time.Time, batch int) (int64, error) {
 	var total int64
 	for _, q := range []struct {
@@ -62,6 +66,7 @@ func (s *Store) Purge(ctx context.Context, now time.Time, batch int) (int64, err
 	}{
 		{purgeRevoked, now},
 		{purgeRefreshTokens, now},
+		{purgeRateLimits, now},
 		{purgeSessions, now.Add(-sessionKeep)},
 	} {
 		tag, err := s.pool.Exec(ctx, q.sql, q.before, batch)
