@@ -39,6 +39,19 @@ func cli(t *testing.T, vars map[string]string, args ...string) (string, string, 
 // startServer runs the serve command in the background and returns its base URL.
 func startServer(t *testing.T, vars map[string]string) string {
 	t.Helper()
+	base, stop := startServerStoppable(t, vars)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("run returned %v after cancel, want nil", err)
+		}
+	})
+	return base
+}
+
+// startServerStoppable is startServer with the stop left to the caller:
+// stop cancels run's context (as SIGTERM does) and waits for run to return.
+func startServerStoppable(t *testing.T, vars map[string]string) (string, func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
@@ -53,23 +66,28 @@ func startServer(t *testing.T, vars map[string]string) string {
 			}
 		}
 	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run returned %v after cancel, want nil", err)
+	var stopErr error
+	stopped := false
+	stop := func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			stopErr = <-done
 		}
-	})
+		return stopErr
+	}
+	t.Cleanup(func() { _ = stop() })
 	select {
 	case a := <-addr:
 		base := "http://" + a
 		waitForReady(t, base)
-		return base
+		return base, stop
 	case err := <-done:
 		t.Fatalf("server stopped at start: %v", err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("server did not log its address within 30 s")
 	}
-	return ""
+	return "", stop
 }
 
 func waitForReady(t *testing.T, base string) {
@@ -296,5 +314,87 @@ func TestUnreachableDatabase(t *testing.T) {
 	}
 	if exitCode(err) != 1 || strings.Contains(err.Error()+errOut, "s3cr3t-pw") || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("error %q (exit %d) must name the redacted URL and hide its password", err, exitCode(err))
+	}
+}
+
+// TestShutdownFinishesRequestsInFlight starts a signup whose body arrives in
+// two halves, begins the shutdown between them, and expects the signup to
+// complete and run to return nil.
+func TestShutdownFinishesRequestsInFlight(t *testing.T) {
+	t.Parallel()
+	base, stop := startServerStoppable(t, map[string]string{"DATABASE_URL": testdb.URL(t), "ADDR": "127.0.0.1:0"})
+	bodyR, bodyW := io.Pipe()
+	req, _ := http.NewRequest("POST", base+"/v1/signup", bodyR)
+	req.Header.Set("Content-Type", "application/json")
+	type result struct {
+		status int
+		err    error
+	}
+	res := make(chan result, 1)
+	go func() {
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		r.Body.Close()
+		res <- result{status: r.StatusCode}
+	}()
+	if _, err := bodyW.Write([]byte(`{"email":"inflight@example.com",`)); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the server is inside the handler: the in-flight gauge
+	// counts it and the /metrics request that reads it.
+	waitFor(t, func() bool { return inFlight(t, base) >= 2 })
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	// New connections are refused once the listener is closed.
+	waitFor(t, func() bool { _, err := http.Get(base + "/healthz"); return err != nil })
+	select {
+	case err := <-stopped:
+		t.Fatalf("run returned (%v) while a request was in flight", err)
+	default:
+	}
+	if _, err := bodyW.Write([]byte(`"password":"correct horse battery"}`)); err != nil {
+		t.Fatal(err)
+	}
+	bodyW.Close()
+	if r := <-res; r.err != nil || r.status != 201 {
+		t.Fatalf("in-flight signup: %d %v, want 201", r.status, r.err)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
+
+func inFlight(t *testing.T, base string) float64 {
+	t.Helper()
+	r, err := http.Get(base + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "http_requests_in_flight "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	return 0
+}
+
+// waitFor polls cond until it holds (10 s at most): it waits on a state
+// the server exposes, not on a guess of how long something takes.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
