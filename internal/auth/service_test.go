@@ -31,6 +31,15 @@ func signupLogin(t *testing.T, k *testdb.Kit, email string) (auth.User, auth.Tok
 	return u, pair
 }
 
+func login(t *testing.T, k *testdb.Kit, email string) auth.TokenPair {
+	t.Helper()
+	p, err := k.Service.Login(ctx, email, pw, auth.Client{})
+	if err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	return p
+}
+
 func refresh(t *testing.T, k *testdb.Kit, rt string) (auth.TokenPair, error) {
 	t.Helper()
 	return k.Service.Refresh(ctx, rt, auth.Client{IP: "192.0.2.2", UserAgent: "refresher"})
@@ -294,10 +303,7 @@ func TestLogoutAndRevocation(t *testing.T) {
 	t.Parallel()
 	k := testdb.NewKit(t, testdb.KitOptions{})
 	_, a := signupLogin(t, k, "rev@example.com")
-	b, err := k.Service.Login(ctx, "rev@example.com", pw, auth.Client{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := login(t, k, "rev@example.com")
 	pa := wantTokenLive(t, k, a.AccessToken)
 
 	// Logout ends only its own session.
@@ -313,7 +319,7 @@ func TestLogoutAndRevocation(t *testing.T) {
 	}
 
 	// Logout-all ends every session, and a login afterwards works.
-	c, _ := k.Service.Login(ctx, "rev@example.com", pw, auth.Client{})
+	c := login(t, k, "rev@example.com")
 	if err := k.Service.LogoutAll(ctx, pb, auth.Client{}); err != nil {
 		t.Fatal(err)
 	}
@@ -322,10 +328,7 @@ func TestLogoutAndRevocation(t *testing.T) {
 	_, err = refresh(t, k, c.RefreshToken)
 	wantGrant(t, err)
 	k.Clock.Advance(time.Second)
-	d, err := k.Service.Login(ctx, "rev@example.com", pw, auth.Client{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := login(t, k, "rev@example.com")
 	wantTokenLive(t, k, d.AccessToken)
 }
 
@@ -333,7 +336,7 @@ func TestPasswordChange(t *testing.T) {
 	t.Parallel()
 	k := testdb.NewKit(t, testdb.KitOptions{})
 	_, a := signupLogin(t, k, "pwc@example.com")
-	b, _ := k.Service.Login(ctx, "pwc@example.com", pw, auth.Client{})
+	b := login(t, k, "pwc@example.com")
 	pa := wantTokenLive(t, k, a.AccessToken)
 
 	if err := k.Service.ChangePassword(ctx, pa, "wrong password!", "a brand new passphrase", auth.Client{}); !errors.Is(err, auth.ErrInvalidCredentials) {
@@ -445,19 +448,13 @@ func TestTwoInstancesShareKeysAndRevocations(t *testing.T) {
 	if _, err := a.Keys.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	pa2, err := a.Service.Login(ctx, "two@example.com", pw, auth.Client{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pa2 := login(t, a, "two@example.com")
 	wantTokenLive(t, b, pa2.AccessToken)
 	if n := len(b.Keys.JWKS()); n != 2 {
 		t.Fatalf("B publishes %d keys after the rotation, want old and new", n)
 	}
 	// B still signs with its old key until it reloads; A must accept that too.
-	pb, err := b.Service.Login(ctx, "two@example.com", pw, auth.Client{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pb := login(t, b, "two@example.com")
 	wantTokenLive(t, a, pb.AccessToken)
 }
 

@@ -111,10 +111,16 @@ func URL(tb testing.TB) string {
 	if template == "" {
 		tb.Fatal("testdb: call testdb.Main from TestMain first")
 	}
-	name := randomName("t_")
+	return create(tb, randomName("t_"), " TEMPLATE "+template)
+}
+
+// create makes database name (with the given CREATE DATABASE options),
+// drops it when tb ends, and returns its URL.
+func create(tb testing.TB, name, options string) string {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := adminExec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+template); err != nil {
+	if err := adminExec(ctx, "CREATE DATABASE "+name+options); err != nil {
 		tb.Fatalf("testdb: create database: %v", err)
 	}
 	tb.Cleanup(func() {
@@ -146,22 +152,5 @@ func New(tb testing.TB) *pgxpool.Pool {
 // NewEmpty creates a database with no schema at all (for migration tests).
 func NewEmpty(tb testing.TB) string {
 	tb.Helper()
-	name := randomName("e_")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := adminExec(ctx, "CREATE DATABASE "+name); err != nil {
-		tb.Fatalf("testdb: create database: %v", err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := adminExec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			tb.Errorf("testdb: drop database: %v", err)
-		}
-	})
-	u, err := withDB(name)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return u
+	return create(tb, randomName("e_"), "")
 }
