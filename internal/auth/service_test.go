@@ -311,7 +311,7 @@ func TestLogoutAndRevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantTokenDead(t, k, a.AccessToken)
-	_, err = refresh(t, k, a.RefreshToken)
+	_, err := refresh(t, k, a.RefreshToken)
 	wantGrant(t, err)
 	pb := wantTokenLive(t, k, b.AccessToken)
 	if n := k.Count(t, `SELECT count(*) FROM revoked_tokens WHERE jti = $1`, pa.JTI); n != 1 {
