@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	zxcvbn "github.com/ccojocar/zxcvbn-go"
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/text/unicode/norm"
 )
@@ -105,4 +106,48 @@ func checkPasswordLength(field, pw string, minLen int) error {
 		return Invalid(field, fmt.Sprintf("must be at least %d characters", minLen))
 	}
 	return nil
+}
+
+// Strength policy (NIST SP 800-63B §3.1.1.2): no composition rules, but
+// passwords that are common, breached-style, repetitive, sequential or made
+// of the user's own details are refused. zxcvbn estimates guessability
+// from dictionaries of common passwords, names and words, keyboard walks,
+// repeats, sequences and dates, plus the user's own inputs.
+const (
+	minStrength = 3 // zxcvbn score 0–4; 3 is "safely unguessable"
+	// strengthRunes bounds the part of a password zxcvbn looks at: its cost
+	// grows fast with length (a 400-character repeat takes seconds).
+	strengthRunes = 64
+)
+
+// checkPasswordStrength refuses a guessable password, naming the reason.
+func checkPasswordStrength(field, pw, email string) error {
+	pw = norm.NFC.String(pw)
+	if r := []rune(pw); len(r) > strengthRunes {
+		pw = string(r[:strengthRunes])
+	}
+	inputs := []string{"accounts", "account", "password"}
+	if email != "" {
+		e := strings.ToLower(email)
+		local, domain, _ := strings.Cut(e, "@")
+		inputs = append(inputs, e, local, domain)
+		inputs = append(inputs, strings.FieldsFunc(local+"."+domain, func(r rune) bool {
+			return r == '.' || r == '-' || r == '_' || r == '+'
+		})...)
+	}
+	if email != "" && strings.Contains(strings.ToLower(pw), strings.ToLower(email)) {
+		return Invalid(field, "must not contain your email address")
+	}
+	if zxcvbn.PasswordStrength(pw, inputs).Score < minStrength {
+		return Invalid(field, "is too easy to guess: avoid common passwords, repeats, sequences and your own details (a few unrelated words work well)")
+	}
+	return nil
+}
+
+// checkNewPassword applies every rule a new password must meet.
+func checkNewPassword(field, pw, email string, minLen int) error {
+	if err := checkPasswordLength(field, pw, minLen); err != nil {
+		return err
+	}
+	return checkPasswordStrength(field, pw, email)
 }

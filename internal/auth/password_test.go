@@ -185,3 +185,34 @@ func TestSealedSuccessorOpensOnlyWithTheSpentToken(t *testing.T) {
 		t.Fatal("sealed successor holds the token in the clear")
 	}
 }
+
+func TestPasswordStrength(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		pw, email string
+		ok        bool
+	}{
+		{"password1234", "a@example.com", false},
+		{"qwertyuiop123", "a@example.com", false},
+		{"123456789012", "a@example.com", false},
+		{"aaaaaaaaaaaa", "a@example.com", false},
+		{"abcabcabcabc", "a@example.com", false},
+		{"            ", "a@example.com", false},
+		{"alice@example.com", "alice@example.com", false},
+		{"xAlice@Example.comx", "alice@example.com", false},
+		{"aliceexample2024", "alice@example.com", false},
+		{"accountspassword", "a@example.com", false},
+		{"correct horse battery", "a@example.com", true},
+		{"zebra piano lamp", "a@example.com", true},
+		{"Tr0ub4dor&3xyz", "a@example.com", true},
+		{"日本語のパスワードは長い", "a@example.com", true},
+		{strings.Repeat("xq7!", 256), "a@example.com", true}, // only the first 64 code points are scored
+	}
+	for _, tc := range tests {
+		err := checkPasswordStrength("password", tc.pw, tc.email)
+		var ve *ValidationError
+		if tc.ok != (err == nil) || (err != nil && (!errors.As(err, &ve) || ve.Fields["password"] == "")) {
+			t.Errorf("strength(%q) = %v, want ok=%v", tc.pw, err, tc.ok)
+		}
+	}
+}

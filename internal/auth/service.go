@@ -234,7 +234,7 @@ func (s *Service) Signup(ctx context.Context, email, password string, c Client) 
 	if err != nil {
 		return User{}, err
 	}
-	if err := checkPasswordLength("password", password, s.cfg.PasswordMinLength); err != nil {
+	if err := checkNewPassword("password", password, email, s.cfg.PasswordMinLength); err != nil {
 		return User{}, err
 	}
 	// Hash before looking for the email, so an existing one costs the same time.
@@ -460,6 +460,9 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 		return ErrInvalidToken
 	}
 	if err != nil {
+		return err
+	}
+	if err := checkPasswordStrength("new_password", next, u.Email); err != nil {
 		return err
 	}
 	ok, err := s.verify(ctx, current, u.PasswordHash)

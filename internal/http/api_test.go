@@ -38,6 +38,10 @@ func TestSignup(t *testing.T) {
 		{"null email", `{"email":null,"password":"correct horse battery"}`, 400, "invalid_request", "email"},
 		{"short password", map[string]string{"email": "s@example.com", "password": "short"}, 400, "invalid_request", "password"},
 		{"empty password", map[string]string{"email": "s@example.com", "password": ""}, 400, "invalid_request", "password"},
+		{"common password", map[string]string{"email": "s@example.com", "password": "password1234"}, 400, "invalid_request", "password"},
+		{"keyboard walk", map[string]string{"email": "s@example.com", "password": "qwertyuiop123"}, 400, "invalid_request", "password"},
+		{"the email as password", map[string]string{"email": "sam.smith@example.com", "password": "sam.smith@example.com"}, 400, "invalid_request", "password"},
+		{"repeated characters", map[string]string{"email": "s@example.com", "password": "zzzzzzzzzzzzzzzz"}, 400, "invalid_request", "password"},
 		{"password over 1024 bytes", map[string]string{"email": "s@example.com", "password": strings.Repeat("p", 1025)}, 400, "invalid_request", "password"},
 		{"wrong type", `{"email":123,"password":"correct horse battery"}`, 400, "invalid_request", "email"},
 		{"unknown field", `{"email":"u@example.com","password":"correct horse battery","role":"admin"}`, 400, "invalid_request", ""},
@@ -259,6 +263,9 @@ func TestPasswordEndpoint(t *testing.T) {
 	r.want(t, 400, "invalid_request")
 	r.field(t, "new_password")
 	e.req(t, "POST", "/v1/password", map[string]string{"new_password": "a new long passphrase"}, bearer(a.access)...).want(t, 400, "invalid_request")
+	r = e.req(t, "POST", "/v1/password", body(pw, "password1234"), bearer(a.access)...)
+	r.want(t, 400, "invalid_request")
+	r.field(t, "new_password")
 	e.req(t, "POST", "/v1/password", body(pw, "a new long passphrase")).want(t, 401, "invalid_token")
 	e.req(t, "POST", "/v1/password", body(pw, "a new long passphrase"), bearer(a.access)...).want(t, 204, "")
 	e.req(t, "GET", "/v1/me", nil, bearer(a.access)...).want(t, 200, "")
