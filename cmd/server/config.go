@@ -35,9 +35,15 @@ type Config struct {
 	TLSCertFile       string
 	TLSKeyFile        string
 	TrustedProxies    []string
+	CORSOrigins       []string
+	AuditRetention    time.Duration
 	LogLevel          slog.Level
 	MigrateOnStart    bool
 }
+
+// maxAccessTTL is the longest access-token lifetime accepted without
+// ACCESS_TOKEN_TTL_FORCE=true (RFC 6750 §5.3: one hour or less).
+const maxAccessTTL = time.Hour
 
 // loadConfig parses and validates the environment. Every bad variable is
 // named in the one error returned.
@@ -65,6 +71,10 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		TLSCertFile:    p.str("TLS_CERT_FILE", ""),
 		TLSKeyFile:     p.str("TLS_KEY_FILE", ""),
 		MigrateOnStart: p.boolean("MIGRATE_ON_START", "true"),
+		AuditRetention: p.duration("AUDIT_RETENTION", "2160h", time.Hour),
+	}
+	if c.AccessTTL > maxAccessTTL && !p.boolean("ACCESS_TOKEN_TTL_FORCE", "false") {
+		p.fail("ACCESS_TOKEN_TTL", fmt.Sprintf("%s is over %s; revocation waits for expiry, so set ACCESS_TOKEN_TTL_FORCE=true if you mean it", c.AccessTTL, maxAccessTTL))
 	}
 	if !auth.ValidAlg(c.JWTAlg) {
 		p.fail("JWT_ALG", "must be EdDSA, ES256, RS256 or HS256")
@@ -93,6 +103,18 @@ func loadConfig(getenv func(string) string) (Config, error) {
 				continue
 			}
 			c.TrustedProxies = append(c.TrustedProxies, cidr)
+		}
+	}
+	if s := getenv("CORS_ALLOWED_ORIGINS"); s != "" {
+		for _, o := range strings.Split(s, ",") {
+			o = strings.TrimSpace(o)
+			u, err := url.Parse(o)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" ||
+				u.RawQuery != "" || u.Fragment != "" || u.User != nil || strings.Contains(o, "*") {
+				p.fail("CORS_ALLOWED_ORIGINS", fmt.Sprintf("%q is not an origin such as https://app.example.com (no wildcards)", o))
+				continue
+			}
+			c.CORSOrigins = append(c.CORSOrigins, o)
 		}
 	}
 	if s := getenv("LOG_LEVEL"); s != "" {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -80,6 +81,9 @@ func startServerStoppable(t *testing.T, vars map[string]string) (string, func() 
 	select {
 	case a := <-addr:
 		base := "http://" + a
+		if vars["TLS_CERT_FILE"] != "" {
+			base = "https://" + a
+		}
 		waitForReady(t, base)
 		return base, stop
 	case err := <-done:
@@ -92,9 +96,13 @@ func startServerStoppable(t *testing.T, vars map[string]string) (string, func() 
 
 func waitForReady(t *testing.T, base string) {
 	t.Helper()
+	client := http.DefaultClient
+	if strings.HasPrefix(base, "https:") {
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		res, err := http.Get(base + "/readyz")
+		res, err := client.Get(base + "/readyz")
 		if err == nil {
 			res.Body.Close()
 			if res.StatusCode == 200 {
@@ -287,6 +295,10 @@ func TestConfigErrors(t *testing.T) {
 		{"half TLS", with("TLS_CERT_FILE", "/tmp/c.pem"), []string{"TLS_CERT_FILE"}},
 		{"two at once", map[string]string{"DATABASE_URL": "x", "ADDR": ":1", "JWT_LEEWAY": "x", "SESSION_MAX_AGE": "y"}, []string{"JWT_LEEWAY", "SESSION_MAX_AGE"}},
 		{"no database", map[string]string{}, []string{"DATABASE_URL"}},
+		{"access ttl over an hour", with("ACCESS_TOKEN_TTL", "2h"), []string{"ACCESS_TOKEN_TTL", "ACCESS_TOKEN_TTL_FORCE"}},
+		{"CORS wildcard", with("CORS_ALLOWED_ORIGINS", "*"), []string{"CORS_ALLOWED_ORIGINS"}},
+		{"CORS with a path", with("CORS_ALLOWED_ORIGINS", "https://app.example.com/x"), []string{"CORS_ALLOWED_ORIGINS"}},
+		{"bad audit retention", with("AUDIT_RETENTION", "forever"), []string{"AUDIT_RETENTION"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -303,6 +315,13 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if _, err := loadConfig(envFrom(good)); err != nil {
 		t.Fatalf("defaults rejected: %v", err)
+	}
+	forced := with("ACCESS_TOKEN_TTL", "2h")
+	forced["ACCESS_TOKEN_TTL_FORCE"] = "true"
+	forced["CORS_ALLOWED_ORIGINS"] = "https://app.example.com, http://localhost:3000"
+	c, err := loadConfig(envFrom(forced))
+	if err != nil || c.AccessTTL != 2*time.Hour || len(c.CORSOrigins) != 2 {
+		t.Fatalf("forced TTL and CORS origins: %+v, %v", c, err)
 	}
 }
 

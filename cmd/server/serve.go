@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -61,13 +60,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 
+	tlsOn := cfg.TLSCertFile != ""
 	handler := httpapi.NewServer(httpapi.Deps{
 		Log: log, Service: svc, Keys: ring, Ready: st.Ping, TrustedProxies: cfg.TrustedProxies,
+		CORSOrigins: cfg.CORSOrigins, HSTS: tlsOn,
 	})
-	tlsOn := cfg.TLSCertFile != ""
-	if tlsOn {
-		handler = hsts(handler)
-	}
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -79,11 +76,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	if tlsOn {
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: []uint16{
-			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-		}}
+		certs, err := newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, time.Second, log)
+		if err != nil {
+			return err
+		}
+		srv.TLSConfig = tlsConfig(certs)
 	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -99,7 +96,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	errc := make(chan error, 1)
 	go func() {
 		if tlsOn {
-			errc <- srv.ServeTLS(ln, cfg.TLSCertFile, cfg.TLSKeyFile)
+			errc <- srv.ServeTLS(ln, "", "") // certificates come from TLSConfig.GetCertificate
 		} else {
 			errc <- srv.Serve(ln)
 		}
@@ -121,13 +118,6 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	log.Info("stopped")
 	return nil
-}
-
-func hsts(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-		next.ServeHTTP(w, r)
-	})
 }
 
 // background purges expired rows in bounded batches and re-reads the

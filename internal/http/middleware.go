@@ -62,6 +62,14 @@ func securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
+// hsts tells browsers to use HTTPS only, for two years.
+func hsts(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		next.ServeHTTP(w, r)
+	})
+}
+
 // recoverer turns a panic into a logged 500 in the contract's JSON.
 func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {

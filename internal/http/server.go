@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/go-chi/cors"
 
 	"github.com/acme/accounts/internal/auth"
 )
@@ -23,6 +24,11 @@ type Deps struct {
 	Metrics *Metrics
 	// TrustedProxies are CIDRs whose X-Forwarded-For is believed.
 	TrustedProxies []string
+	// CORSOrigins, when not empty, are the browser origins allowed to call
+	// the API cross-origin; CORS is off without them.
+	CORSOrigins []string
+	// HSTS sends Strict-Transport-Security (when this server terminates TLS).
+	HSTS bool
 }
 
 // NewServer returns the service's handler.
@@ -32,6 +38,20 @@ func NewServer(d Deps) http.Handler {
 	}
 	r := chi.NewRouter()
 	r.Use(withRequestID, securityHeaders, recoverer(d.Log))
+	if d.HSTS {
+		r.Use(hsts)
+	}
+	if len(d.CORSOrigins) > 0 {
+		r.Use(cors.Handler(cors.Options{
+			AllowedOrigins: d.CORSOrigins,
+			AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodDelete},
+			AllowedHeaders: []string{"Authorization", "Content-Type", "X-Request-Id"},
+			ExposedHeaders: []string{"X-Request-Id", "Retry-After", "WWW-Authenticate"},
+			// Bearer tokens, not cookies: no credentials mode.
+			AllowCredentials: false,
+			MaxAge:           600,
+		}))
+	}
 	if len(d.TrustedProxies) > 0 {
 		r.Use(middleware.ClientIPFromXFF(d.TrustedProxies...))
 	} else {
