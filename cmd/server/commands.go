@@ -73,12 +73,13 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 }
 
 func cmdKeys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	rest, err := parseFlags("keys", "server keys rotate", args, 1, stderr)
+	const synopsis = "server keys rotate|reseal"
+	rest, err := parseFlags("keys", synopsis, args, 1, stderr)
 	if err != nil {
 		return err
 	}
-	if rest[0] != "rotate" {
-		return usageError(stderr, "server keys rotate", "keys takes rotate, not %q", rest[0])
+	if rest[0] != "rotate" && rest[0] != "reseal" {
+		return usageError(stderr, synopsis, "keys takes rotate or reseal, not %q", rest[0])
 	}
 	cfg, log, pool, err := setup(ctx, getenv, stderr)
 	if err != nil {
@@ -86,6 +87,22 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	defer pool.Close()
 	st := store.New(pool)
+	if rest[0] == "reseal" {
+		if cfg.KEK == nil {
+			return errors.New("keys reseal: set KEY_ENCRYPTION_KEY to the key to seal with (and OLD_KEY_ENCRYPTION_KEY to the one the keys are sealed with now, if any)")
+		}
+		n := 0
+		err := st.ResealSigningKeys(ctx, func(keys []auth.StoredKey) ([]auth.StoredKey, error) {
+			n = len(keys)
+			return auth.Reseal(keys, cfg.OldKEK, cfg.KEK)
+		})
+		if err != nil {
+			return err
+		}
+		_ = st.RecordEvent(ctx, auth.Event{Type: auth.EventKeysResealed, At: timeNow(), Detail: map[string]any{"keys": n}})
+		fmt.Fprintf(stdout, "%d signing key(s) now sealed with KEY_ENCRYPTION_KEY\n", n)
+		return nil
+	}
 	ring, err := newKeyRing(ctx, cfg, st, log)
 	if err != nil {
 		return err
@@ -94,7 +111,7 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	_ = st.RecordEvent(ctx, auth.Event{Type: auth.EventKeyRotated, Detail: map[string]any{"kid": kid, "alg": cfg.JWTAlg}})
+	_ = st.RecordEvent(ctx, auth.Event{Type: auth.EventKeyRotated, At: timeNow(), Detail: map[string]any{"kid": kid, "alg": cfg.JWTAlg}})
 	fmt.Fprintf(stdout, "new signing key %s (%s) signs from now on; older keys verify until their tokens expire\n", kid, cfg.JWTAlg)
 	return nil
 }

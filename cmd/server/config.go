@@ -32,6 +32,7 @@ type Config struct {
 	JWTAlg            string
 	JWTSecret         []byte
 	KEK               []byte
+	OldKEK            []byte
 	TLSCertFile       string
 	TLSKeyFile        string
 	TrustedProxies    []string
@@ -85,13 +86,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		}
 		c.JWTSecret = []byte(s)
 	}
-	if s := getenv("KEY_ENCRYPTION_KEY"); s != "" {
-		k, err := base64.StdEncoding.DecodeString(s)
-		if err != nil || len(k) != 32 {
-			p.fail("KEY_ENCRYPTION_KEY", "must be 32 bytes, base64-encoded")
-		}
-		c.KEK = k
-	}
+	c.KEK = p.key32("KEY_ENCRYPTION_KEY")
+	c.OldKEK = p.key32("OLD_KEY_ENCRYPTION_KEY")
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		p.fail("TLS_CERT_FILE", "and TLS_KEY_FILE must be set together")
 	}
@@ -184,6 +180,20 @@ func (p *envParser) boolean(name, def string) bool {
 		b, _ = strconv.ParseBool(def)
 	}
 	return b
+}
+
+// key32 reads a base64 32-byte key; unset is nil.
+func (p *envParser) key32(name string) []byte {
+	s := p.getenv(name)
+	if s == "" {
+		return nil
+	}
+	k, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(k) != 32 {
+		p.fail(name, "must be 32 bytes, base64-encoded (openssl rand -base64 32)")
+		return nil
+	}
+	return k
 }
 
 func (p *envParser) rate(name, def string) auth.RateLimit {

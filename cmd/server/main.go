@@ -3,6 +3,7 @@
 //	server                          serve (applies pending migrations first)
 //	server migrate up|down|version  manage the schema
 //	server keys rotate              add a signing key that signs from now on
+//	server keys reseal              re-encrypt private keys with KEY_ENCRYPTION_KEY
 //	server users set-role EMAIL ROLE
 //
 // Configuration is by environment only; see README.md.
@@ -45,6 +46,8 @@ const usage = `Usage:
   server [serve]                      run the HTTP service (migrates first unless MIGRATE_ON_START=false)
   server migrate up|down|version      apply all, roll back all, or print the schema version
   server keys rotate                  add a signing key that signs from now on
+  server keys reseal                  seal the private keys with KEY_ENCRYPTION_KEY
+                                      (opening them with OLD_KEY_ENCRYPTION_KEY if needed)
   server users set-role EMAIL ROLE    set a user's role (user or admin)
 
 Configuration is read from the environment; DATABASE_URL is required.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -415,5 +416,45 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached within 10 s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestKeysReseal(t *testing.T) {
+	t.Parallel()
+	url := testdb.URL(t)
+	a := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))
+	b := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, 32))
+	plain := map[string]string{"DATABASE_URL": url}
+	withA := map[string]string{"DATABASE_URL": url, "KEY_ENCRYPTION_KEY": a}
+	withB := map[string]string{"DATABASE_URL": url, "KEY_ENCRYPTION_KEY": b}
+
+	if _, _, err := cli(t, plain, "keys", "rotate"); err != nil { // two unsealed keys
+		t.Fatal(err)
+	}
+	if _, _, err := cli(t, plain, "keys", "reseal"); err == nil || !strings.Contains(err.Error(), "KEY_ENCRYPTION_KEY") {
+		t.Fatalf("reseal without a key: %v", err)
+	}
+	if out, _, err := cli(t, withA, "keys", "reseal"); err != nil || !strings.Contains(out, "2 signing key(s)") {
+		t.Fatalf("reseal with A: %q %v", out, err)
+	}
+	if _, _, err := cli(t, plain, "keys", "rotate"); err == nil || !strings.Contains(err.Error(), "encrypted") {
+		t.Fatalf("sealed keys opened without KEY_ENCRYPTION_KEY: %v", err)
+	}
+	if _, _, err := cli(t, withB, "keys", "reseal"); err == nil || !strings.Contains(err.Error(), "OLD_KEY_ENCRYPTION_KEY") {
+		t.Fatalf("reseal with B but no old key: %v", err)
+	}
+	moveToB := map[string]string{"DATABASE_URL": url, "KEY_ENCRYPTION_KEY": b, "OLD_KEY_ENCRYPTION_KEY": a}
+	if _, _, err := cli(t, moveToB, "keys", "reseal"); err != nil {
+		t.Fatalf("reseal from A to B: %v", err)
+	}
+	if _, _, err := cli(t, withA, "keys", "rotate"); err == nil {
+		t.Fatal("keys still open with the old key-encryption key")
+	}
+	if out, _, err := cli(t, withB, "keys", "rotate"); err != nil {
+		t.Fatalf("rotate with B: %q %v", out, err)
+	}
+	base := startServer(t, map[string]string{"DATABASE_URL": url, "ADDR": "127.0.0.1:0", "KEY_ENCRYPTION_KEY": b})
+	if st, _ := call(t, "GET", base+"/.well-known/jwks.json", "", nil); st != 200 {
+		t.Fatalf("jwks %d", st)
 	}
 }

@@ -132,6 +132,7 @@ const (
 	EventRoleChanged     = "role_changed"
 	EventAdminLogout     = "admin_logout_user"
 	EventKeyRotated      = "key_rotated"
+	EventKeysResealed    = "keys_resealed"
 	EventRateLimited     = "rate_limited"
 )
 

@@ -293,3 +293,34 @@ func TestOtherAlgorithms(t *testing.T) {
 		}
 	})
 }
+
+func TestKeysSealedAtRest(t *testing.T) {
+	t.Parallel()
+	kek := make([]byte, 32)
+	_, _ = rand.Read(kek)
+	k := testdb.NewKit(t, testdb.KitOptions{Keys: func(c *auth.KeyConfig) { c.KEK = kek }})
+	var der []byte
+	var sealed bool
+	if err := k.Pool.QueryRow(context.Background(), `SELECT private_key, sealed FROM signing_keys`).Scan(&der, &sealed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x509.ParsePKCS8PrivateKey(der); err == nil || !sealed {
+		t.Fatal("the private key is stored in the clear")
+	}
+	tok, err := k.Tokens.Issue(uuid.NewString(), uuid.NewString(), auth.RoleUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Tokens.Verify(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	// The kid is bound as associated data: a sealed key moved to another kid does not open.
+	var kid string
+	_ = k.Pool.QueryRow(context.Background(), `SELECT kid FROM signing_keys`).Scan(&kid)
+	if _, err := auth.OpenKey(kek, kid+"x", der); err == nil {
+		t.Fatal("a sealed key opened under another kid")
+	}
+	if _, err := auth.OpenKey(kek, kid, der); err != nil {
+		t.Fatalf("OpenKey: %v", err)
+	}
+}

@@ -87,3 +87,42 @@ func (s *Store) AddSigningKey(ctx context.Context, k auth.StoredKey, now time.Ti
 	}
 	return nil
 }
+
+const allSigningKeys = `
+SELECT kid, alg, private_key, sealed, created_at, retired_at FROM signing_keys ORDER BY created_at FOR UPDATE`
+
+const updateSigningKey = `UPDATE signing_keys SET private_key = $2, sealed = $3 WHERE kid = $1`
+
+// ResealSigningKeys passes every stored key (locked) to reseal and stores
+// what it returns, in one transaction: all keys change or none.
+func (s *Store) ResealSigningKeys(ctx context.Context, reseal func([]auth.StoredKey) ([]auth.StoredKey, error)) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, keysLock); err != nil {
+			return err
+		}
+		rows, _ := tx.Query(ctx, allSigningKeys)
+		rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[keyRow])
+		if err != nil {
+			return err
+		}
+		keys := make([]auth.StoredKey, len(rs))
+		for i, r := range rs {
+			keys[i] = auth.StoredKey{KID: r.KID, Alg: r.Alg, PrivateKey: r.PrivateKey, Sealed: r.Sealed,
+				CreatedAt: r.CreatedAt, RetiredAt: r.RetiredAt}
+		}
+		out, err := reseal(keys)
+		if err != nil {
+			return err
+		}
+		for _, k := range out {
+			if _, err := tx.Exec(ctx, updateSigningKey, k.KID, k.PrivateKey, k.Sealed); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: reseal signing keys: %w", err)
+	}
+	return nil
+}
