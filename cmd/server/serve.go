@@ -91,7 +91,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
-	go background(bg, log, st, ring)
+	go background(bg, log, st, ring, cfg.AuditRetention)
 
 	errc := make(chan error, 1)
 	go func() {
@@ -120,9 +120,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	return nil
 }
 
-// background purges expired rows in bounded batches and re-reads the
-// signing keys, until ctx ends.
-func background(ctx context.Context, log *slog.Logger, st *store.Store, ring *auth.KeyRing) {
+// background purges expired rows and audit events past retention in
+// bounded batches and re-reads the signing keys, until ctx ends.
+func background(ctx context.Context, log *slog.Logger, st *store.Store, ring *auth.KeyRing, retention time.Duration) {
 	t := time.NewTicker(purgeInterval)
 	defer t.Stop()
 	for {
@@ -134,17 +134,24 @@ func background(ctx context.Context, log *slog.Logger, st *store.Store, ring *au
 		if err := ring.ReloadIfStale(ctx); err != nil && ctx.Err() == nil {
 			log.Error("reload signing keys", "err", err)
 		}
-		for {
-			n, err := st.Purge(ctx, timeNow(), purgeBatch)
-			if err != nil {
-				if ctx.Err() == nil {
-					log.Error("purge expired rows", "err", err)
-				}
-				break
+		now := timeNow()
+		drain(ctx, log, "expired rows", func() (int64, error) { return st.Purge(ctx, now, purgeBatch) })
+		drain(ctx, log, "audit events", func() (int64, error) { return st.PurgeEvents(ctx, now.Add(-retention), purgeBatch) })
+	}
+}
+
+// drain runs one bounded purge until a batch comes back short.
+func drain(ctx context.Context, log *slog.Logger, what string, purge func() (int64, error)) {
+	for {
+		n, err := purge()
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Error("purge "+what, "err", err)
 			}
-			if n < purgeBatch {
-				break
-			}
+			return
+		}
+		if n < purgeBatch {
+			return
 		}
 	}
 }

@@ -51,6 +51,9 @@ type Store interface {
 
 	// RecordEvent appends to the audit trail.
 	RecordEvent(ctx context.Context, e Event) error
+	// ListEvents pages the audit trail newest first: the user's events, or
+	// everyone's when userID is empty; only ids below beforeID when it is not 0.
+	ListEvents(ctx context.Context, userID string, beforeID int64, limit int) ([]Event, error)
 
 	// HitRateLimit counts one event against key in a fixed window and
 	// returns the count so far and when the window ends.
@@ -111,6 +114,7 @@ type UserCursor struct {
 
 // Event is one entry of the audit trail: never a password or a token.
 type Event struct {
+	ID        int64 // set by the store
 	Type      string
 	UserID    string
 	SessionID string
@@ -493,8 +497,8 @@ func (s *Service) ListUsers(ctx context.Context, p Principal, limit int, cursor 
 	if p.Role != RoleAdmin {
 		return nil, "", ErrForbidden
 	}
-	if limit < 1 || limit > MaxPageSize {
-		return nil, "", Invalid("limit", fmt.Sprintf("must be between 1 and %d", MaxPageSize))
+	if err := checkLimit(limit); err != nil {
+		return nil, "", err
 	}
 	var after *UserCursor
 	if cursor != "" {
@@ -515,6 +519,54 @@ func (s *Service) ListUsers(ctx context.Context, p Principal, limit int, cursor 
 		next = encodeCursor(UserCursor{CreatedAt: last.CreatedAt, ID: last.ID})
 	}
 	return users, next, nil
+}
+
+func checkLimit(limit int) error {
+	if limit < 1 || limit > MaxPageSize {
+		return Invalid("limit", fmt.Sprintf("must be between 1 and %d", MaxPageSize))
+	}
+	return nil
+}
+
+// MyEvents pages the caller's own audit trail, newest first.
+// Returns *ValidationError.
+func (s *Service) MyEvents(ctx context.Context, p Principal, limit int, cursor string) ([]Event, string, error) {
+	return s.events(ctx, p.UserID, limit, cursor)
+}
+
+// AllEvents pages everyone's audit trail, newest first.
+// Returns ErrForbidden or *ValidationError.
+func (s *Service) AllEvents(ctx context.Context, p Principal, limit int, cursor string) ([]Event, string, error) {
+	if p.Role != RoleAdmin {
+		return nil, "", ErrForbidden
+	}
+	return s.events(ctx, "", limit, cursor)
+}
+
+func (s *Service) events(ctx context.Context, userID string, limit int, cursor string) ([]Event, string, error) {
+	if err := checkLimit(limit); err != nil {
+		return nil, "", err
+	}
+	var before int64
+	if cursor != "" {
+		b, err := base64.RawURLEncoding.Strict().DecodeString(cursor)
+		if err == nil && len(b) <= 20 {
+			before, err = strconv.ParseInt(string(b), 10, 64)
+		}
+		if err != nil || before < 1 || len(b) > 20 {
+			return nil, "", Invalid("cursor", "is not a cursor from this listing")
+		}
+	}
+	events, err := s.store.ListEvents(ctx, userID, before, limit+1)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(events) > limit {
+		events = events[:limit]
+		next = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(events[limit-1].ID, 10)))
+	}
+	return events, next, nil
 }
 
 func encodeCursor(c UserCursor) string {

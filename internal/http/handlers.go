@@ -183,27 +183,83 @@ func handleAdminUsers(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
 		NextCursor *string    `json:"next_cursor"`
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		limit := 50
-		if s := q.Get("limit"); s != "" || q.Has("limit") {
-			n, err := strconv.Atoi(s)
-			if err != nil {
-				writeError(w, r, log, auth.Invalid("limit", "must be a whole number between 1 and 100"))
-				return
-			}
-			limit = n
-		}
-		users, next, err := svc.ListUsers(r.Context(), principal(r), limit, q.Get("cursor"))
+		limit, cursor, err := page(r)
 		if err != nil {
 			writeError(w, r, log, err)
 			return
 		}
-		out := response{Users: make([]userView, len(users))}
+		users, next, err := svc.ListUsers(r.Context(), principal(r), limit, cursor)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		out := response{Users: make([]userView, len(users)), NextCursor: nullable(next)}
 		for i, u := range users {
 			out.Users[i] = viewUser(u)
 		}
-		if next != "" {
-			out.NextCursor = &next
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+// page reads the listing parameters: limit (default 50) and cursor.
+func page(r *http.Request) (int, string, error) {
+	q := r.URL.Query()
+	limit := 50
+	if q.Has("limit") {
+		n, err := strconv.Atoi(q.Get("limit"))
+		if err != nil {
+			return 0, "", auth.Invalid("limit", "must be a whole number between 1 and 100")
+		}
+		limit = n
+	}
+	return limit, q.Get("cursor"), nil
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+type eventView struct {
+	ID        string         `json:"id"`
+	Event     string         `json:"event"`
+	CreatedAt time.Time      `json:"created_at"`
+	UserID    *string        `json:"user_id"`
+	SessionID *string        `json:"session_id"`
+	IP        string         `json:"ip"`
+	UserAgent string         `json:"user_agent"`
+	RequestID string         `json:"request_id"`
+	Detail    map[string]any `json:"detail"`
+}
+
+// handleEvents serves an audit-trail listing: list is MyEvents or AllEvents.
+func handleEvents(log *slog.Logger, list func(context.Context, auth.Principal, int, string) ([]auth.Event, string, error)) http.HandlerFunc {
+	type response struct {
+		Events     []eventView `json:"events"`
+		NextCursor *string     `json:"next_cursor"`
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		limit, cursor, err := page(r)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		events, next, err := list(r.Context(), principal(r), limit, cursor)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		out := response{Events: make([]eventView, len(events)), NextCursor: nullable(next)}
+		for i, e := range events {
+			detail := e.Detail
+			if detail == nil {
+				detail = map[string]any{}
+			}
+			out.Events[i] = eventView{ID: strconv.FormatInt(e.ID, 10), Event: e.Type, CreatedAt: e.At,
+				UserID: nullable(e.UserID), SessionID: nullable(e.SessionID), IP: e.Client.IP,
+				UserAgent: e.Client.UserAgent, RequestID: e.Client.RequestID, Detail: detail}
 		}
 		writeJSON(w, http.StatusOK, out)
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/acme/accounts/internal/auth"
 )
 
@@ -25,6 +27,54 @@ func (s *Store) RecordEvent(ctx context.Context, e auth.Event) error {
 		return fmt.Errorf("store: record event: %w", err)
 	}
 	return nil
+}
+
+type eventRow struct {
+	ID        int64          `db:"id"`
+	CreatedAt time.Time      `db:"created_at"`
+	Event     string         `db:"event"`
+	UserID    string         `db:"user_id"`
+	SessionID string         `db:"session_id"`
+	IP        string         `db:"ip"`
+	UserAgent string         `db:"user_agent"`
+	RequestID string         `db:"request_id"`
+	Detail    map[string]any `db:"detail"`
+}
+
+const listEvents = `
+SELECT id, created_at, event, coalesce(user_id::text, '') AS user_id, coalesce(session_id::text, '') AS session_id,
+       ip, user_agent, request_id, detail
+  FROM audit_events
+ WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::bigint = 0 OR id < $2)
+ ORDER BY id DESC
+ LIMIT $3`
+
+// ListEvents pages audit events newest first, for one user or (userID "") all.
+func (s *Store) ListEvents(ctx context.Context, userID string, beforeID int64, limit int) ([]auth.Event, error) {
+	rows, _ := s.pool.Query(ctx, listEvents, nullable(userID), beforeID, limit)
+	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[eventRow])
+	if err != nil {
+		return nil, fmt.Errorf("store: list events: %w", err)
+	}
+	out := make([]auth.Event, len(rs))
+	for i, r := range rs {
+		out[i] = auth.Event{ID: r.ID, At: r.CreatedAt.UTC(), Type: r.Event, UserID: r.UserID, SessionID: r.SessionID,
+			Client: auth.Client{IP: r.IP, UserAgent: r.UserAgent, RequestID: r.RequestID}, Detail: r.Detail}
+	}
+	return out, nil
+}
+
+const purgeEvents = `
+DELETE FROM audit_events WHERE id IN (
+    SELECT id FROM audit_events WHERE created_at < $1 ORDER BY id LIMIT $2)`
+
+// PurgeEvents deletes up to batch audit events older than before.
+func (s *Store) PurgeEvents(ctx context.Context, before time.Time, batch int) (int64, error) {
+	tag, err := s.pool.Exec(ctx, purgeEvents, before, batch)
+	if err != nil {
+		return 0, fmt.Errorf("store: purge events: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 func nullable(s string) *string {

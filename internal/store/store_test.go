@@ -90,3 +90,26 @@ func TestMigrateIsIdempotent(t *testing.T) {
 		t.Fatalf("migrate on a migrated database: %v", err)
 	}
 }
+
+func TestPurgeEventsKeepsRecentOnes(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	s := store.New(pool)
+	now := time.Now()
+	for i, at := range []time.Time{now.Add(-100 * 24 * time.Hour), now.Add(-91 * 24 * time.Hour), now.Add(-time.Hour)} {
+		if err := s.RecordEvent(ctx, auth.Event{Type: "signup", At: at, Detail: map[string]any{"n": i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.PurgeEvents(ctx, now.Add(-90*24*time.Hour), 1)
+	if err != nil || n != 1 {
+		t.Fatalf("bounded purge = %d, %v; want 1", n, err)
+	}
+	if n, _ = s.PurgeEvents(ctx, now.Add(-90*24*time.Hour), 100); n != 1 {
+		t.Fatalf("second purge = %d, want 1", n)
+	}
+	left, err := s.ListEvents(ctx, "", 0, 10)
+	if err != nil || len(left) != 1 || left[0].Detail["n"] != float64(2) {
+		t.Fatalf("left = %+v, %v", left, err)
+	}
+}
