@@ -26,48 +26,14 @@ import (
 
 var enc = base64.RawURLEncoding
 
-// craft builds a compact JWS from raw header and claims, signed by sign
-// (nil: an empty signature).
 func craft(t *testing.T, header, claims map[string]any, sign func([]byte) []byte) string {
-	t.Helper()
-	h, err := json.Marshal(header)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := json.Marshal(claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	input := enc.EncodeToString(h) + "." + enc.EncodeToString(c)
-	var sig []byte
-	if sign != nil {
-		sig = sign([]byte(input))
-	}
-	return input + "." + enc.EncodeToString(sig)
-}
-
-// serverKey reads the active signing key back from the database, so that
-// tests can sign claims the verifier must still refuse.
-func serverKey(t *testing.T, k *testdb.Kit) (string, ed25519.PrivateKey) {
-	t.Helper()
-	var kid string
-	var der []byte
-	err := k.Pool.QueryRow(context.Background(),
-		`SELECT kid, private_key FROM signing_keys WHERE retired_at IS NULL`).Scan(&kid, &der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	priv, err := x509.ParsePKCS8PrivateKey(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kid, priv.(ed25519.PrivateKey)
+	return testdb.CraftJWT(t, header, claims, sign)
 }
 
 func TestVerifyRefusesForgedAndMalformedTokens(t *testing.T) {
 	t.Parallel()
 	k := testdb.NewKit(t, testdb.KitOptions{Leeway: 5 * time.Second})
-	kid, priv := serverKey(t, k)
+	kid, priv := k.SigningKey(t)
 	pub := priv.Public().(ed25519.PublicKey)
 	now := k.Clock.Now()
 
@@ -86,31 +52,9 @@ func TestVerifyRefusesForgedAndMalformedTokens(t *testing.T) {
 		return s
 	}
 
-	header := func(mod map[string]any) map[string]any {
-		h := map[string]any{"alg": "EdDSA", "typ": "at+jwt", "kid": kid}
-		for k, v := range mod {
-			if v == nil {
-				delete(h, k)
-			} else {
-				h[k] = v
-			}
-		}
-		return h
-	}
+	header := func(mod map[string]any) map[string]any { return testdb.Header(kid, mod) }
 	claims := func(mod map[string]any) map[string]any {
-		c := map[string]any{
-			"iss": testdb.Issuer, "sub": uuid.NewString(), "aud": []string{testdb.Audience},
-			"exp": now.Add(5 * time.Minute).Unix(), "iat": now.Unix(), "nbf": now.Unix(),
-			"jti": "j-" + uuid.NewString(), "sid": uuid.NewString(), "role": "user",
-		}
-		for k, v := range mod {
-			if v == nil {
-				delete(c, k)
-			} else {
-				c[k] = v
-			}
-		}
-		return c
+		return testdb.Claims(uuid.NewString(), uuid.NewString(), now, mod)
 	}
 	valid := craft(t, header(nil), claims(nil), ours)
 	parts := strings.Split(valid, ".")
@@ -284,7 +228,7 @@ func TestOtherAlgorithms(t *testing.T) {
 	})
 	t.Run("ES256 token refused by an EdDSA verifier", func(t *testing.T) {
 		k := testdb.NewKit(t, testdb.KitOptions{})
-		kid, _ := serverKey(t, k)
+		kid, _ := k.SigningKey(t)
 		ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		tok := craft(t, map[string]any{"alg": "ES256", "typ": "at+jwt", "kid": kid}, map[string]any{"sub": uuid.NewString()},
 			func(b []byte) []byte { d := sha256.Sum256(b); s, _ := ecdsa.SignASN1(rand.Reader, ec, d[:]); return s })
