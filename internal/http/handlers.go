@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -201,9 +202,19 @@ func handleAdminUsers(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
 	}
 }
 
-// page reads the listing parameters: limit (default 50) and cursor.
+// page reads the listing parameters: limit (default 50) and cursor. The
+// query is parsed strictly (r.URL.Query would silently drop a malformed
+// pair, such as one with a semicolon), and each parameter may appear once.
 func page(r *http.Request) (int, string, error) {
-	q := r.URL.Query()
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return 0, "", badRequest("malformed query string")
+	}
+	for _, k := range []string{"limit", "cursor"} {
+		if len(q[k]) > 1 {
+			return 0, "", auth.Invalid(k, "must be given once")
+		}
+	}
 	limit := 50
 	if q.Has("limit") {
 		n, err := strconv.Atoi(q.Get("limit"))
