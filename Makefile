@@ -1,4 +1,4 @@
-.PHONY: run test build vet devdb-stop docker-up
+.PHONY: run test fuzz build vet devdb-stop docker-up
 
 # Serve on http://localhost:8080; without DATABASE_URL a private development
 # PostgreSQL is started in .data/ (needs the PostgreSQL server binaries).
@@ -8,6 +8,10 @@ run:
 # Every test with -race against a real PostgreSQL (see scripts/test.sh).
 test:
 	scripts/test.sh
+
+# Every fuzz target for FUZZTIME each (default 30s); seeds in testdata/fuzz.
+fuzz:
+	scripts/fuzz.sh
 
 build:
 	go build -o bin/server ./cmd/server

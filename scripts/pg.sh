@@ -59,3 +59,25 @@ pg_stop_cluster() {
   bin=$(pg_bindir)
   [ -n "$bin" ] && as_pg "$bin/pg_ctl" -D "$1" -m fast -w stop >/dev/null 2>&1 || true
 }
+
+# use_test_database exports TEST_DATABASE_URL: as given, else the server on
+# 127.0.0.1:5432 when it answers, else a throwaway cluster that is stopped
+# and removed when the calling script exits.
+use_test_database() {
+  [ -n "${TEST_DATABASE_URL:-}" ] && return 0
+  local default="postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable" bin psql
+  bin=$(pg_bindir)
+  psql=$(command -v psql || true)
+  [ -n "$bin" ] && [ -x "$bin/psql" ] && psql="$bin/psql"
+  if [ -n "$psql" ] && "$psql" "$default" -Xtqc "SELECT 1" >/dev/null 2>&1; then
+    export TEST_DATABASE_URL="$default"
+    return 0
+  fi
+  PG_TMP=$(mktemp -d /tmp/accounts-test-pg.XXXXXX)
+  chmod 755 "$PG_TMP"
+  local port=$(( 55000 + RANDOM % 5000 ))
+  trap 'pg_stop_cluster "$PG_TMP/data"; rm -rf "$PG_TMP"' EXIT
+  echo "no PostgreSQL on 127.0.0.1:5432: starting a throwaway cluster on port $port" >&2
+  pg_start_cluster "$PG_TMP/data" "$port" "$PG_TMP/postgres.log" || return 1
+  export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+}

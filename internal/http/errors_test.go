@@ -59,3 +59,9 @@ func TestWriteError(t *testing.T) {
 		})
 	}
 }
+
+func asError[T error](err error, target *T) bool { return errors.As(err, target) }
+
+func isAuthError(err error) bool {
+	return errors.Is(err, auth.ErrNoToken) || errors.Is(err, auth.ErrInvalidToken)
+}
