@@ -84,7 +84,7 @@ CREATE INDEX audit_events_created_at_idx ON audit_events (created_at);
 -- rotate_refresh_token settles one refresh in one round trip.
 --
 -- Outcomes: 'rotated' (the token was live: it is spent and p_new_hash is the
--- new live token), 'grace' (the token was spent within p_grace and its
+-- new live token, valid until expires_at, never past the session's cap), 'grace' (the token was spent within p_grace and its
 -- successor is still live: the sealed successor is returned), 'reuse' (any
 -- other spent token: the session is ended), 'invalid' (unknown, expired, or
 -- its session has ended or expired).
@@ -96,7 +96,7 @@ CREATE INDEX audit_events_created_at_idx ON audit_events (created_at);
 CREATE FUNCTION rotate_refresh_token(
     p_hash bytea, p_new_hash bytea, p_sealed bytea, p_now timestamptz,
     p_grace interval, p_ttl interval, p_ip text, p_user_agent text)
-RETURNS TABLE (outcome text, session_id uuid, user_id uuid, role text, sealed bytea)
+RETURNS TABLE (outcome text, session_id uuid, user_id uuid, role text, sealed bytea, expires_at timestamptz)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_sid  uuid;
@@ -107,21 +107,21 @@ DECLARE
 BEGIN
     SELECT rt.session_id INTO v_sid FROM refresh_tokens rt WHERE rt.hash = p_hash;
     IF NOT FOUND THEN
-        RETURN QUERY SELECT 'invalid'::text, NULL::uuid, NULL::uuid, NULL::text, NULL::bytea;
+        RETURN QUERY SELECT 'invalid'::text, NULL::uuid, NULL::uuid, NULL::text, NULL::bytea, NULL::timestamptz;
         RETURN;
     END IF;
 
     SELECT * INTO s FROM sessions ss WHERE ss.id = v_sid FOR UPDATE;
     SELECT * INTO t FROM refresh_tokens rt WHERE rt.hash = p_hash FOR UPDATE;
     IF s.id IS NULL OR t.hash IS NULL OR s.ended_at IS NOT NULL OR s.expires_at <= p_now THEN
-        RETURN QUERY SELECT 'invalid'::text, s.id, s.user_id, NULL::text, NULL::bytea;
+        RETURN QUERY SELECT 'invalid'::text, s.id, s.user_id, NULL::text, NULL::bytea, NULL::timestamptz;
         RETURN;
     END IF;
     SELECT u.role INTO v_role FROM users u WHERE u.id = s.user_id;
 
     IF t.spent_at IS NULL THEN
         IF t.expires_at <= p_now THEN
-            RETURN QUERY SELECT 'invalid'::text, s.id, s.user_id, NULL::text, NULL::bytea;
+            RETURN QUERY SELECT 'invalid'::text, s.id, s.user_id, NULL::text, NULL::bytea, NULL::timestamptz;
             RETURN;
         END IF;
         v_next_exp := least(p_now + p_ttl, s.expires_at);
@@ -133,7 +133,7 @@ BEGIN
         UPDATE sessions ss
            SET last_used_at = p_now, idle_expires_at = v_next_exp, ip = p_ip, user_agent = p_user_agent
          WHERE ss.id = s.id;
-        RETURN QUERY SELECT 'rotated'::text, s.id, s.user_id, v_role, NULL::bytea;
+        RETURN QUERY SELECT 'rotated'::text, s.id, s.user_id, v_role, NULL::bytea, v_next_exp;
         RETURN;
     END IF;
 
@@ -145,7 +145,8 @@ BEGIN
     THEN
         UPDATE sessions ss SET last_used_at = p_now, ip = p_ip, user_agent = p_user_agent
          WHERE ss.id = s.id;
-        RETURN QUERY SELECT 'grace'::text, s.id, s.user_id, v_role, t.successor_sealed;
+        RETURN QUERY SELECT 'grace'::text, s.id, s.user_id, v_role, t.successor_sealed,
+            (SELECT least(nx.expires_at, s.expires_at) FROM refresh_tokens nx WHERE nx.hash = t.successor_hash);
         RETURN;
     END IF;
 
@@ -153,6 +154,6 @@ BEGIN
     UPDATE sessions ss SET ended_at = p_now WHERE ss.id = s.id;
     UPDATE refresh_tokens rt SET spent_at = p_now
      WHERE rt.session_id = s.id AND rt.spent_at IS NULL;
-    RETURN QUERY SELECT 'reuse'::text, s.id, s.user_id, v_role, NULL::bytea;
+    RETURN QUERY SELECT 'reuse'::text, s.id, s.user_id, v_role, NULL::bytea, NULL::timestamptz;
 END
 $$;

@@ -26,8 +26,9 @@ type Store interface {
 	UserByID(ctx context.Context, id string) (User, error)
 	// UpdatePasswordHash replaces a hash without touching sessions (rehash on login).
 	UpdatePasswordHash(ctx context.Context, userID, hash string, now time.Time) error
-	// ChangePassword replaces the hash and ends every session of the user but keepSessionID.
-	ChangePassword(ctx context.Context, userID, hash, keepSessionID string, now time.Time) error
+	// ChangePassword replaces the hash and ends every session of the user
+	// but keepSessionID, returning the ids of the sessions it ended.
+	ChangePassword(ctx context.Context, userID, hash, keepSessionID string, now time.Time) ([]string, error)
 	// ListUsers pages by (created_at, id), after the cursor when it is not nil.
 	ListUsers(ctx context.Context, after *UserCursor, limit int) ([]User, error)
 	// SetRole returns ErrNotFound.
@@ -96,6 +97,8 @@ type RotateResult struct {
 	UserID    string
 	Role      string
 	Sealed    []byte
+	// ExpiresAt is when the live refresh token, capped by the session, expires.
+	ExpiresAt time.Time
 }
 
 // AccessState is the stored state an access token is checked against.
@@ -167,6 +170,14 @@ type Service struct {
 	log    *slog.Logger
 	slots  chan struct{}
 	dummy  string // a hash that no password matches, spent on unknown emails
+	// revocations, when set, answers the revocation check from memory.
+	revocations *Revocations
+	users       *userCache
+	// sessions maps session ids known to exist to their user. A session
+	// never changes user, so an entry never goes stale; whether the session
+	// has ended is the revocation state's business.
+	sessions *boundedMap[string]
+	metrics  Metrics
 }
 
 // NewService wires the use cases. now is the clock (injected by tests).
@@ -183,24 +194,55 @@ func NewService(store Store, tokens *Tokens, cfg Config, log *slog.Logger, now f
 		return nil, err
 	}
 	return &Service{store: store, tokens: tokens, cfg: cfg, now: now, log: log,
-		slots: make(chan struct{}, cfg.HashSlots), dummy: dummy}, nil
+		slots: make(chan struct{}, cfg.HashSlots), dummy: dummy, users: newUserCache(maxCachedUsers),
+		sessions: newBoundedMap[string](maxCachedSessions, nil), metrics: nopMetrics{}}, nil
+}
+
+// UseRevocations makes the service check access tokens against r, and
+// fall back to the database only while r is not synced.
+func (s *Service) UseRevocations(r *Revocations) {
+	r.onUserChanged = s.users.invalidate
+	s.revocations = r
+}
+
+// revoke applies this instance's own revocations at once, without waiting
+// for its notification to come back.
+func (s *Service) revoke(vs ...Revocation) {
+	for _, v := range vs {
+		s.metrics.Revoked(v.Kind)
+		if s.revocations != nil {
+			s.revocations.Apply(v)
+		} else if v.Kind == UserChanged {
+			s.users.invalidate(v.ID)
+		}
+	}
 }
 
 // withHashSlot runs fn while holding one of the bounded hashing slots, so a
 // burst of logins cannot take unbounded memory (argon2id spends m KiB each).
 func (s *Service) withHashSlot(ctx context.Context, fn func() error) error {
-	t := time.NewTimer(s.cfg.HashWait)
-	defer t.Stop()
+	start := time.Now()
 	select {
-	case s.slots <- struct{}{}:
-	case <-t.C:
-		return ErrUnavailable
-	case <-ctx.Done():
-		return ctx.Err()
+	case s.slots <- struct{}{}: // a free slot: no timer needed
+	default:
+		t := time.NewTimer(s.cfg.HashWait)
+		defer t.Stop()
+		select {
+		case s.slots <- struct{}{}:
+		case <-t.C:
+			s.metrics.HashWait(time.Since(start), false)
+			return ErrUnavailable
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	s.metrics.HashWait(time.Since(start), true)
 	defer func() { <-s.slots }()
 	return fn()
 }
+
+// HashSlotsInUse is the number of password hashes being computed.
+func (s *Service) HashSlotsInUse() int { return len(s.slots) }
 
 func (s *Service) hash(ctx context.Context, pw string) (h string, err error) {
 	err = s.withHashSlot(ctx, func() error { h, err = HashPassword(pw, s.cfg.Argon2); return err })
@@ -269,6 +311,7 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 	}
 	limitKey := loginLimitKey(email)
 	if err := s.checkLoginLimit(ctx, limitKey, c); err != nil {
+		s.metrics.Login("limited")
 		return TokenPair{}, err
 	}
 	u, err := s.userForLogin(ctx, email)
@@ -277,6 +320,7 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 		if _, err := s.verify(ctx, password, s.dummy); err != nil {
 			return TokenPair{}, err
 		}
+		s.metrics.Login("failed")
 		s.loginFailed(ctx, limitKey, Event{Type: EventLoginFailed, Client: c, Detail: map[string]any{"reason": "unknown_email"}})
 		return TokenPair{}, ErrInvalidCredentials
 	}
@@ -288,6 +332,7 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 		return TokenPair{}, err
 	}
 	if !ok {
+		s.metrics.Login("failed")
 		s.loginFailed(ctx, limitKey, Event{Type: EventLoginFailed, UserID: u.ID, Client: c, Detail: map[string]any{"reason": "wrong_password"}})
 		return TokenPair{}, ErrInvalidCredentials
 	}
@@ -302,6 +347,8 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 	if err != nil {
 		return TokenPair{}, err
 	}
+	s.sessions.put(sid, u.ID)
+	s.metrics.Login("ok")
 	s.record(ctx, Event{Type: EventLoginOK, UserID: u.ID, SessionID: sid, Client: c})
 	return pair, nil
 }
@@ -331,16 +378,19 @@ func (s *Service) openSession(ctx context.Context, u User, c Client) (TokenPair,
 	if err != nil {
 		return TokenPair{}, "", err
 	}
-	pair, err := s.pair(u.ID, sid, u.Role, rt.Text)
+	pair, err := s.pair(u.ID, sid, u.Role, rt.Text, refreshExp)
 	return pair, sid, err
 }
 
-func (s *Service) pair(userID, sid, role, refresh string) (TokenPair, error) {
-	at, err := s.tokens.Issue(userID, sid, role)
+// pair issues an access token that never outlives its session (notAfter),
+// so that a token's session cannot expire under it.
+func (s *Service) pair(userID, sid, role, refresh string, notAfter time.Time) (TokenPair, error) {
+	at, exp, err := s.tokens.Issue(userID, sid, role, notAfter)
 	if err != nil {
 		return TokenPair{}, err
 	}
-	return TokenPair{AccessToken: at, ExpiresIn: int(s.tokens.TTL().Seconds()), RefreshToken: refresh}, nil
+	in := int(exp.Sub(s.now()).Round(time.Second).Seconds())
+	return TokenPair{AccessToken: at, ExpiresIn: max(in, 0), RefreshToken: refresh}, nil
 }
 
 // Refresh spends a refresh token and returns its successor.
@@ -368,16 +418,21 @@ func (s *Service) Refresh(ctx context.Context, token string, c Client) (TokenPai
 	if err != nil {
 		return TokenPair{}, err
 	}
+	s.metrics.Refresh(res.Outcome)
+	if res.Outcome == RotateRotated || res.Outcome == RotateGrace {
+		s.sessions.put(res.SessionID, res.UserID)
+	}
 	switch res.Outcome {
 	case RotateRotated:
-		return s.pair(res.UserID, res.SessionID, res.Role, next.Text)
+		return s.pair(res.UserID, res.SessionID, res.Role, next.Text, res.ExpiresAt)
 	case RotateGrace:
 		succ, err := openSuccessor(presented, res.Sealed)
 		if err != nil {
 			return TokenPair{}, ErrInvalidGrant
 		}
-		return s.pair(res.UserID, res.SessionID, res.Role, succ.Text)
+		return s.pair(res.UserID, res.SessionID, res.Role, succ.Text, res.ExpiresAt)
 	case RotateReuse:
+		s.revoke(Revocation{Kind: EndedSession, ID: res.SessionID, At: s.now()})
 		s.record(ctx, Event{Type: EventRefreshReuse, UserID: res.UserID, SessionID: res.SessionID, Client: c,
 			Detail: map[string]any{"session_ended": true}})
 		return TokenPair{}, ErrInvalidGrant
@@ -394,6 +449,24 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 	if err != nil {
 		return Principal{}, err
 	}
+	if s.revocations != nil {
+		if revoked, ok := s.revocations.Check(p); ok {
+			if revoked {
+				return Principal{}, ErrInvalidToken
+			}
+			if uid, known := s.sessions.get(p.SessionID); known {
+				if uid != p.UserID {
+					return Principal{}, ErrInvalidToken
+				}
+				return p, nil
+			}
+			// A session not seen here yet: the database says once
+			// whether it exists and is this user's.
+		}
+	}
+	// No trusted in-memory state (not configured, or its listener is
+	// down), or an unknown session: ask the database, and read the user
+	// in the same query.
 	st, err := s.store.AccessState(ctx, p.UserID, p.SessionID, p.JTI, s.now())
 	if errors.Is(err, ErrNotFound) {
 		return Principal{}, ErrInvalidToken
@@ -407,15 +480,18 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 		(st.LogoutAllAt != nil && p.IssuedAt.Before(st.LogoutAllAt.Truncate(time.Second))) {
 		return Principal{}, ErrInvalidToken
 	}
+	s.sessions.put(p.SessionID, p.UserID)
 	p.User = st.User
 	return p, nil
 }
 
 // Logout ends the caller's session and revokes the access token presented.
 func (s *Service) Logout(ctx context.Context, p Principal, c Client) error {
-	if err := s.store.Logout(ctx, p.SessionID, p.JTI, p.ExpiresAt, s.now()); err != nil {
+	now := s.now()
+	if err := s.store.Logout(ctx, p.SessionID, p.JTI, p.ExpiresAt, now); err != nil {
 		return err
 	}
+	s.revoke(Revocation{Kind: RevokedJTI, ID: p.JTI, At: p.ExpiresAt}, Revocation{Kind: EndedSession, ID: p.SessionID, At: now})
 	s.record(ctx, Event{Type: EventLogout, UserID: p.UserID, SessionID: p.SessionID, Client: c})
 	return nil
 }
@@ -423,11 +499,49 @@ func (s *Service) Logout(ctx context.Context, p Principal, c Client) error {
 // LogoutAll ends every session of the caller and revokes every access token
 // issued so far.
 func (s *Service) LogoutAll(ctx context.Context, p Principal, c Client) error {
-	if err := s.store.LogoutUser(ctx, p.UserID, s.now()); err != nil {
+	if err := s.logoutUser(ctx, p.UserID); err != nil {
 		return err
 	}
 	s.record(ctx, Event{Type: EventLogoutAll, UserID: p.UserID, SessionID: p.SessionID, Client: c})
 	return nil
+}
+
+// logoutUser ends every session of a user and sets the cut-off, here at
+// once and everywhere through the database.
+func (s *Service) logoutUser(ctx context.Context, userID string) error {
+	now := s.now()
+	if err := s.store.LogoutUser(ctx, userID, now); err != nil {
+		return err
+	}
+	s.revoke(Revocation{Kind: UserCutoff, ID: userID, At: now.Truncate(time.Second)})
+	return nil
+}
+
+// Me returns the caller's account: from the revocation check's query when
+// that ran, else from the user cache, else from the database.
+func (s *Service) Me(ctx context.Context, p Principal) (User, error) {
+	if p.User.ID != "" {
+		return p.User, nil
+	}
+	trusted := s.revocations != nil && s.revocations.Synced()
+	if trusted {
+		if u, ok := s.users.get(p.UserID); ok {
+			return u, nil
+		}
+	}
+	gen := s.users.generation()
+	u, err := s.store.UserByID(ctx, p.UserID)
+	if errors.Is(err, ErrNotFound) {
+		return User{}, ErrInvalidToken
+	}
+	if err != nil {
+		return User{}, err
+	}
+	u.PasswordHash = ""
+	if trusted {
+		s.users.put(u, gen)
+	}
+	return u, nil
 }
 
 // Sessions lists the caller's active sessions.
@@ -440,9 +554,11 @@ func (s *Service) EndSession(ctx context.Context, p Principal, sessionID string,
 	if uuid.Validate(sessionID) != nil {
 		return ErrNotFound
 	}
-	if err := s.store.EndSession(ctx, p.UserID, sessionID, s.now()); err != nil {
+	now := s.now()
+	if err := s.store.EndSession(ctx, p.UserID, sessionID, now); err != nil {
 		return err
 	}
+	s.revoke(Revocation{Kind: EndedSession, ID: sessionID, At: now})
 	s.record(ctx, Event{Type: EventSessionDeleted, UserID: p.UserID, SessionID: sessionID, Client: c})
 	return nil
 }
@@ -481,8 +597,13 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 	if err != nil {
 		return err
 	}
-	if err := s.store.ChangePassword(ctx, u.ID, h, p.SessionID, s.now()); err != nil {
+	now := s.now()
+	ended, err := s.store.ChangePassword(ctx, u.ID, h, p.SessionID, now)
+	if err != nil {
 		return err
+	}
+	for _, sid := range ended {
+		s.revoke(Revocation{Kind: EndedSession, ID: sid, At: now})
 	}
 	s.record(ctx, Event{Type: EventPasswordChanged, UserID: u.ID, SessionID: p.SessionID, Client: c})
 	return nil
@@ -601,7 +722,7 @@ func (s *Service) AdminLogoutUser(ctx context.Context, p Principal, userID strin
 	if uuid.Validate(userID) != nil {
 		return ErrNotFound
 	}
-	if err := s.store.LogoutUser(ctx, userID, s.now()); err != nil {
+	if err := s.logoutUser(ctx, userID); err != nil {
 		return err
 	}
 	s.record(ctx, Event{Type: EventAdminLogout, UserID: userID, Client: c, Detail: map[string]any{"admin_id": p.UserID}})
@@ -622,6 +743,7 @@ func (s *Service) SetRole(ctx context.Context, email, role string, c Client) (Us
 	if err != nil {
 		return User{}, err
 	}
+	s.revoke(Revocation{Kind: UserChanged, ID: u.ID})
 	s.record(ctx, Event{Type: EventRoleChanged, UserID: u.ID, Client: c, Detail: map[string]any{"role": role}})
 	return u, nil
 }

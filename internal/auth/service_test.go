@@ -301,7 +301,18 @@ func TestConcurrentRefresh(t *testing.T) {
 
 func TestLogoutAndRevocation(t *testing.T) {
 	t.Parallel()
-	k := testdb.NewKit(t, testdb.KitOptions{})
+	for _, mode := range []struct {
+		name string
+		db   bool
+	}{{"in memory", false}, {"database fallback", true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			testLogoutAndRevocation(t, testdb.NewKit(t, testdb.KitOptions{NoRevocations: mode.db}))
+		})
+	}
+}
+
+func testLogoutAndRevocation(t *testing.T, k *testdb.Kit) {
 	_, a := signupLogin(t, k, "rev@example.com")
 	b := login(t, k, "rev@example.com")
 	pa := wantTokenLive(t, k, a.AccessToken)

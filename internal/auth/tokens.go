@@ -79,8 +79,13 @@ type Tokens struct {
 	issuer   string
 	audience string
 	ttl      time.Duration
+	leeway   time.Duration
 	now      func() time.Time
 	parser   *jwt.Parser
+	// verified caches tokens whose signature and claims passed, by their
+	// exact bytes, until they expire: a repeat costs a map look-up instead
+	// of a signature check. Revocation is checked apart, every time.
+	verified *boundedMap[verifiedToken]
 }
 
 // NewTokens returns a token issuer and verifier. Verification accepts only
@@ -88,7 +93,8 @@ type Tokens struct {
 // and iat with leeway.
 func NewTokens(ring *KeyRing, issuer, audience string, ttl, leeway time.Duration, now func() time.Time) *Tokens {
 	return &Tokens{
-		keys: ring, issuer: issuer, audience: audience, ttl: ttl, now: now,
+		keys: ring, issuer: issuer, audience: audience, ttl: ttl, leeway: leeway, now: now,
+		verified: newBoundedMap(maxCachedTokens, func(v verifiedToken) bool { return now().After(v.validTo) }),
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{ring.Alg()}),
 			jwt.WithIssuer(issuer),
@@ -105,19 +111,24 @@ func NewTokens(ring *KeyRing, issuer, audience string, ttl, leeway time.Duration
 // TTL is the lifetime of an access token.
 func (t *Tokens) TTL() time.Duration { return t.ttl }
 
-// Issue signs an access token for a user's session.
-func (t *Tokens) Issue(userID, sessionID, role string) (string, error) {
+// Issue signs an access token for a user's session, expiring after the
+// TTL or at notAfter (when not zero), whichever comes first.
+func (t *Tokens) Issue(userID, sessionID, role string, notAfter time.Time) (string, time.Time, error) {
 	k := t.keys.signingKey()
 	now := t.now()
+	exp := now.Add(t.ttl)
+	if !notAfter.IsZero() && notAfter.Before(exp) {
+		exp = notAfter
+	}
 	jti := make([]byte, 16)
 	if _, err := rand.Read(jti); err != nil {
-		return "", fmt.Errorf("issue token: %w", err)
+		return "", time.Time{}, fmt.Errorf("issue token: %w", err)
 	}
 	claims := &accessClaims{
 		Issuer:    t.issuer,
 		Subject:   userID,
 		Audience:  jwt.ClaimStrings{t.audience},
-		ExpiresAt: newDate(now.Add(t.ttl)),
+		ExpiresAt: newDate(exp),
 		IssuedAt:  newDate(now),
 		NotBefore: newDate(now),
 		ID:        base64.RawURLEncoding.EncodeToString(jti),
@@ -129,9 +140,9 @@ func (t *Tokens) Issue(userID, sessionID, role string) (string, error) {
 	tok.Header["typ"] = "at+jwt"
 	s, err := tok.SignedString(k.signer)
 	if err != nil {
-		return "", fmt.Errorf("issue token: %w", err)
+		return "", time.Time{}, fmt.Errorf("issue token: %w", err)
 	}
-	return s, nil
+	return s, claims.ExpiresAt.Time, nil
 }
 
 // forbiddenHeaders name key material or extensions we never act on (RFC 8725 §3.10, RFC 7515 §4.1.11).
@@ -142,6 +153,12 @@ var forbiddenHeaders = []string{"crit", "jku", "x5u", "jwk", "x5c", "x5t", "x5t#
 func (t *Tokens) Verify(ctx context.Context, raw string) (Principal, error) {
 	if raw == "" || len(raw) > MaxTokenBytes || strings.Count(raw, ".") != 2 {
 		return Principal{}, ErrInvalidToken
+	}
+	if v, ok := t.verified.get(raw); ok {
+		if t.now().After(v.validTo) {
+			return Principal{}, ErrInvalidToken
+		}
+		return v.p, nil
 	}
 	var claims accessClaims
 	_, err := t.parser.ParseWithClaims(raw, &claims, func(tok *jwt.Token) (any, error) {
@@ -171,12 +188,14 @@ func (t *Tokens) Verify(ctx context.Context, raw string) (Principal, error) {
 	if err != nil {
 		return Principal{}, ErrInvalidToken
 	}
-	return Principal{
+	p := Principal{
 		UserID:    claims.Subject,
 		SessionID: claims.SID,
 		JTI:       claims.ID,
 		Role:      claims.Role,
 		IssuedAt:  claims.IssuedAt.Time,
 		ExpiresAt: claims.ExpiresAt.Time,
-	}, nil
+	}
+	t.verified.put(raw, verifiedToken{p: p, validTo: p.ExpiresAt.Add(t.leeway)})
+	return p, nil
 }

@@ -148,7 +148,7 @@ func TestIssuedTokenShape(t *testing.T) {
 	t.Parallel()
 	k := testdb.NewKit(t, testdb.KitOptions{})
 	uid, sid := uuid.NewString(), uuid.NewString()
-	tok, err := k.Tokens.Issue(uid, sid, auth.RoleAdmin)
+	tok, _, err := k.Tokens.Issue(uid, sid, auth.RoleAdmin, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestIssuedTokenShape(t *testing.T) {
 	// Every token gets its own jti.
 	seen := map[string]bool{}
 	for range 200 {
-		tok, _ := k.Tokens.Issue(uid, sid, auth.RoleUser)
+		tok, _, _ := k.Tokens.Issue(uid, sid, auth.RoleUser, time.Time{})
 		p, err := k.Tokens.Verify(context.Background(), tok)
 		if err != nil {
 			t.Fatal(err)
@@ -201,7 +201,7 @@ func TestOtherAlgorithms(t *testing.T) {
 				c.Alg = alg
 				c.HMACSecret = []byte(strings.Repeat("s", 32))
 			}})
-			tok, err := k.Tokens.Issue(uuid.NewString(), uuid.NewString(), auth.RoleUser)
+			tok, _, err := k.Tokens.Issue(uuid.NewString(), uuid.NewString(), auth.RoleUser, time.Time{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -251,7 +251,7 @@ func TestKeysSealedAtRest(t *testing.T) {
 	if _, err := x509.ParsePKCS8PrivateKey(der); err == nil || !sealed {
 		t.Fatal("the private key is stored in the clear")
 	}
-	tok, err := k.Tokens.Issue(uuid.NewString(), uuid.NewString(), auth.RoleUser)
+	tok, _, err := k.Tokens.Issue(uuid.NewString(), uuid.NewString(), auth.RoleUser, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,9 +114,14 @@ func handleLogoutAll(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
 	}
 }
 
-func handleMe() http.HandlerFunc {
+func handleMe(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, viewUser(principal(r).User))
+		u, err := svc.Me(r.Context(), principal(r))
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, viewUser(u))
 	}
 }
 

@@ -21,7 +21,7 @@ func addRoutes(r chi.Router, d Deps) {
 
 		r.With(authed).Post("/logout", handleLogout(d.Log, d.Service))
 		r.With(authed).Post("/logout/all", handleLogoutAll(d.Log, d.Service))
-		r.With(authed).Get("/me", handleMe())
+		r.With(authed).Get("/me", handleMe(d.Log, d.Service))
 		r.With(authed).Get("/sessions", handleSessions(d.Log, d.Service))
 		r.With(authed).Delete("/sessions/{id}", handleDeleteSession(d.Log, d.Service))
 		r.With(authed).Post("/password", handleChangePassword(d.Log, d.Service))

@@ -30,7 +30,7 @@ func (s *Store) CreateSession(ctx context.Context, n auth.NewSession) error {
 }
 
 const rotateRefreshToken = `
-SELECT outcome, session_id::text, user_id::text, role, sealed
+SELECT outcome, session_id::text, user_id::text, role, sealed, expires_at
   FROM rotate_refresh_token($1, $2, $3, $4, $5, $6, $7, $8)`
 
 // RotateRefreshToken runs the rotation function: one round trip, settled
@@ -38,12 +38,16 @@ SELECT outcome, session_id::text, user_id::text, role, sealed
 func (s *Store) RotateRefreshToken(ctx context.Context, p auth.RotateParams) (auth.RotateResult, error) {
 	var res auth.RotateResult
 	var sid, uid, role *string
+	var exp *time.Time
 	err := s.pool.QueryRow(ctx, rotateRefreshToken, p.Hash, p.NewHash, p.SealedNew, p.Now,
-		p.Grace, p.TTL, p.Client.IP, p.Client.UserAgent).Scan(&res.Outcome, &sid, &uid, &role, &res.Sealed)
+		p.Grace, p.TTL, p.Client.IP, p.Client.UserAgent).Scan(&res.Outcome, &sid, &uid, &role, &res.Sealed, &exp)
 	if err != nil {
 		return auth.RotateResult{}, fmt.Errorf("store: rotate refresh token: %w", err)
 	}
 	res.SessionID, res.UserID, res.Role = deref(sid), deref(uid), deref(role)
+	if exp != nil {
+		res.ExpiresAt = *exp
+	}
 	return res, nil
 }
 

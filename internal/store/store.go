@@ -25,7 +25,8 @@ var _ auth.Store = (*Store)(nil)
 
 // Store wraps a pgx pool.
 type Store struct {
-	pool *pgxpool.Pool
+	pool      *pgxpool.Pool
+	listenURL string
 }
 
 // New returns a Store on pool.

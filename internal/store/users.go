@@ -84,16 +84,21 @@ WITH u AS (
     UPDATE sessions SET ended_at = $4
      WHERE user_id IN (SELECT id FROM u) AND id <> $3 AND ended_at IS NULL
     RETURNING id
+), t AS (
+    UPDATE refresh_tokens SET spent_at = $4
+     WHERE session_id IN (SELECT id FROM s) AND spent_at IS NULL
 )
-UPDATE refresh_tokens SET spent_at = $4
- WHERE session_id IN (SELECT id FROM s) AND spent_at IS NULL`
+SELECT id::text FROM s`
 
-// ChangePassword replaces the hash and ends the user's other sessions.
-func (s *Store) ChangePassword(ctx context.Context, userID, hash, keepSessionID string, now time.Time) error {
-	if _, err := s.pool.Exec(ctx, changePassword, userID, hash, keepSessionID, now); err != nil {
-		return fmt.Errorf("store: change password: %w", err)
+// ChangePassword replaces the hash and ends the user's other sessions,
+// returning the ids of the sessions it ended.
+func (s *Store) ChangePassword(ctx context.Context, userID, hash, keepSessionID string, now time.Time) ([]string, error) {
+	rows, _ := s.pool.Query(ctx, changePassword, userID, hash, keepSessionID, now)
+	ended, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("store: change password: %w", err)
 	}
-	return nil
+	return ended, nil
 }
 
 const listUsersFirst = `

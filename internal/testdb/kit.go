@@ -56,6 +56,10 @@ type Kit struct {
 	Service *auth.Service
 	Config  auth.Config
 	Log     *slog.Logger
+	// Revocations is the in-memory revocation state (nil with NoRevocations).
+	Revocations *auth.Revocations
+	// StopListening stops the revocation listener, as a lost connection would.
+	StopListening func()
 }
 
 // KitOptions change a Kit's defaults.
@@ -66,6 +70,9 @@ type KitOptions struct {
 	Clock  *Clock
 	Leeway time.Duration
 	Pool   *pgxpool.Pool
+	// NoRevocations checks every token against the database, as an
+	// instance does while its revocation listener is down.
+	NoRevocations bool
 }
 
 // NewKit wires a service on a fresh database (or opts.Pool, to share one).
@@ -106,7 +113,32 @@ func NewKit(tb testing.TB, opts KitOptions) *Kit {
 	if err != nil {
 		tb.Fatalf("service: %v", err)
 	}
-	return &Kit{Pool: pool, Store: st, Clock: clock, Keys: ring, Tokens: tokens, Service: svc, Config: cfg, Log: log}
+	k := &Kit{Pool: pool, Store: st, Clock: clock, Keys: ring, Tokens: tokens, Service: svc, Config: cfg, Log: log,
+		StopListening: func() {}}
+	if !opts.NoRevocations {
+		k.Revocations = auth.NewRevocations(st, cfg.AccessTTL+opts.Leeway, log, clock.Now)
+		svc.UseRevocations(k.Revocations)
+		k.StartListening(tb)
+	}
+	return k
+}
+
+// StartListening runs the revocation listener until tb ends (or
+// StopListening), and waits until its state is synced.
+func (k *Kit) StartListening(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { k.Revocations.Run(ctx, 30*time.Second); close(done) }()
+	k.StopListening = func() { cancel(); <-done }
+	tb.Cleanup(k.StopListening)
+	deadline := time.Now().Add(10 * time.Second)
+	for !k.Revocations.Synced() {
+		if time.Now().After(deadline) {
+			tb.Fatal("revocation listener did not sync within 10 s")
+		}
+		time.Sleep(5 * time.Millisecond) // waiting on a state, not guessing a duration
+	}
 }
 
 // Count runs a count(*) query (sql must select one integer) and returns the result.

@@ -1,0 +1,104 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/acme/accounts/internal/auth"
+)
+
+// revocationChannel is the NOTIFY channel of migrations/000003.
+const revocationChannel = "accounts_revocations"
+
+const revocationSnapshot = `
+SELECT 'j', jti, expires_at FROM revoked_tokens WHERE expires_at > $1::timestamptz - $2::interval
+UNION ALL
+SELECT 's', id::text, ended_at FROM sessions WHERE ended_at > $1::timestamptz - $2::interval
+UNION ALL
+SELECT 'u', id::text, date_trunc('second', logout_all_at) FROM users WHERE logout_all_at > $1::timestamptz - $2::interval`
+
+// RevocationSnapshot returns every revocation that can still matter at now
+// for access tokens that live at most window.
+func (s *Store) RevocationSnapshot(ctx context.Context, now time.Time, window time.Duration) (auth.Snapshot, error) {
+	rows, _ := s.pool.Query(ctx, revocationSnapshot, now, window)
+	var snap auth.Snapshot
+	var kind, id string
+	var at time.Time
+	_, err := pgx.ForEachRow(rows, []any{&kind, &id, &at}, func() error {
+		snap = append(snap, auth.Revocation{Kind: auth.RevocationKind(kind[0]), ID: id, At: at})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: revocation snapshot: %w", err)
+	}
+	return snap, nil
+}
+
+// ListenOn makes ListenRevocations connect to url (LISTEN_DATABASE_URL)
+// instead of the pool's database URL, for example to bypass PgBouncer.
+func (s *Store) ListenOn(url string) { s.listenURL = url }
+
+// ListenRevocations holds one connection of its own (LISTEN needs session
+// state, which a transaction-pooling PgBouncer does not keep), listens, and
+// passes every revocation to on until ctx ends or the connection fails.
+func (s *Store) ListenRevocations(ctx context.Context, ready func(), on func(auth.Revocation)) error {
+	var cfg *pgx.ConnConfig
+	if s.listenURL != "" {
+		c, err := pgx.ParseConfig(s.listenURL)
+		if err != nil {
+			return fmt.Errorf("store: LISTEN_DATABASE_URL: %w", redactErr(err))
+		}
+		cfg = c
+	} else {
+		cfg = s.pool.Config().ConnConfig.Copy()
+	}
+	cfg.RuntimeParams["application_name"] = "accounts-listener"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("store: listen: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+revocationChannel); err != nil {
+		return fmt.Errorf("store: listen: %w", err)
+	}
+	ready()
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("store: listen: %w", err)
+		}
+		if v, ok := parseRevocation(n.Payload); ok {
+			on(v)
+		}
+	}
+}
+
+// parseRevocation reads "kind|id|unix" (or "r|id").
+func parseRevocation(p string) (auth.Revocation, bool) {
+	kind, rest, ok := strings.Cut(p, "|")
+	if !ok || len(kind) != 1 {
+		return auth.Revocation{}, false
+	}
+	v := auth.Revocation{Kind: auth.RevocationKind(kind[0]), ID: rest}
+	if v.Kind == auth.UserChanged {
+		return v, true
+	}
+	i := strings.LastIndexByte(rest, '|')
+	if i < 0 {
+		return auth.Revocation{}, false
+	}
+	sec, err := strconv.ParseInt(rest[i+1:], 10, 64)
+	if err != nil {
+		return auth.Revocation{}, false
+	}
+	v.ID, v.At = rest[:i], time.Unix(sec, 0)
+	return v, true
+}
