@@ -25,7 +25,8 @@ func setup(ctx context.Context, getenv func(string) string, stderr io.Writer) (C
 		return cfg, nil, nil, fmt.Errorf("configuration:\n%w", err)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	pool, err := store.Open(ctx, cfg.DatabaseURL)
+	pool, err := store.Open(ctx, cfg.DatabaseURL, store.PoolOptions{MaxConns: int32(cfg.MaxConns),
+		StatementCache: cfg.StatementCache, StatementTimeout: cfg.StatementTimeout})
 	if err != nil {
 		return cfg, log, nil, fmt.Errorf("%w (DATABASE_URL=%s)", err, redactURL(cfg.DatabaseURL))
 	}

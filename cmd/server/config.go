@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +41,12 @@ type Config struct {
 	AuditRetention    time.Duration
 	LogLevel          slog.Level
 	MigrateOnStart    bool
+	// Scale-out and operations.
+	ListenDatabaseURL string
+	MaxConns          int
+	StatementCache    string
+	StatementTimeout  time.Duration
+	DebugAddr         string
 }
 
 // maxAccessTTL is the longest access-token lifetime accepted without
@@ -68,11 +75,19 @@ func loadConfig(getenv func(string) string) (Config, error) {
 			Time:      uint32(p.integer("ARGON2_TIME", "2", 1, 100)),
 			Threads:   uint8(p.integer("ARGON2_THREADS", "1", 1, 255)),
 		},
-		JWTAlg:         p.str("JWT_ALG", auth.AlgEdDSA),
-		TLSCertFile:    p.str("TLS_CERT_FILE", ""),
-		TLSKeyFile:     p.str("TLS_KEY_FILE", ""),
-		MigrateOnStart: p.boolean("MIGRATE_ON_START", "true"),
-		AuditRetention: p.duration("AUDIT_RETENTION", "2160h", time.Hour),
+		JWTAlg:            p.str("JWT_ALG", auth.AlgEdDSA),
+		TLSCertFile:       p.str("TLS_CERT_FILE", ""),
+		TLSKeyFile:        p.str("TLS_KEY_FILE", ""),
+		MigrateOnStart:    p.boolean("MIGRATE_ON_START", "true"),
+		AuditRetention:    p.duration("AUDIT_RETENTION", "2160h", time.Hour),
+		ListenDatabaseURL: p.str("LISTEN_DATABASE_URL", ""),
+		MaxConns:          p.integer("DATABASE_MAX_CONNS", strconv.Itoa(defaultMaxConns()), 2, 10000),
+		StatementCache:    p.str("DATABASE_STATEMENT_CACHE", "prepare"),
+		StatementTimeout:  p.duration("DATABASE_STATEMENT_TIMEOUT", "5s", 0),
+		DebugAddr:         p.str("DEBUG_ADDR", ""),
+	}
+	if c.StatementCache != "prepare" && c.StatementCache != "describe" && c.StatementCache != "off" {
+		p.fail("DATABASE_STATEMENT_CACHE", "must be prepare, describe (PgBouncer in transaction mode) or off")
 	}
 	if c.AccessTTL > maxAccessTTL && !p.boolean("ACCESS_TOKEN_TTL_FORCE", "false") {
 		p.fail("ACCESS_TOKEN_TTL", fmt.Sprintf("%s is over %s; revocation waits for expiry, so set ACCESS_TOKEN_TTL_FORCE=true if you mean it", c.AccessTTL, maxAccessTTL))
@@ -129,6 +144,11 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 	return c, errors.Join(p.errs...)
 }
+
+// defaultMaxConns sizes the pool from the CPU count: enough to keep the
+// database busy while requests wait on the network, not so many that a
+// fleet of instances exhausts max_connections.
+func defaultMaxConns() int { return max(4, 4*runtime.NumCPU()) }
 
 // requireDatabase checks DATABASE_URL, which every command but help needs.
 func (c Config) requireDatabase() error {

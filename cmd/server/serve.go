@@ -26,6 +26,9 @@ const (
 	shutdownTimeout  = 20 * time.Second
 	purgeInterval    = time.Minute
 	purgeBatch       = 1000
+	// revocationResync is how often the in-memory revocation state is
+	// reloaded in full, in case a notification was ever missed.
+	revocationResync = 30 * time.Second
 )
 
 // hashSlots sizes the hashing semaphore: enough to keep every CPU busy,
@@ -47,7 +50,8 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer pool.Close()
-	log.Info("database connected", "url", redactURL(cfg.DatabaseURL))
+	log.Info("database connected", "url", redactURL(cfg.DatabaseURL), "max_conns", cfg.MaxConns,
+		"statement_cache", cfg.StatementCache)
 
 	if cfg.MigrateOnStart {
 		if err := store.Migrate(pool); err != nil {
@@ -55,15 +59,22 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	}
 	st := store.New(pool)
+	if cfg.ListenDatabaseURL != "" {
+		st.ListenOn(cfg.ListenDatabaseURL)
+	}
 	svc, ring, err := newService(ctx, cfg, st, log)
 	if err != nil {
 		return err
 	}
+	revocations := auth.NewRevocations(st, cfg.AccessTTL+cfg.Leeway, log, timeNow)
+	svc.UseRevocations(revocations)
 
+	metrics := httpapi.NewMetrics()
+	registerGauges(metrics, st, revocations)
 	tlsOn := cfg.TLSCertFile != ""
 	handler := httpapi.NewServer(httpapi.Deps{
 		Log: log, Service: svc, Keys: ring, Ready: st.Ping, TrustedProxies: cfg.TrustedProxies,
-		CORSOrigins: cfg.CORSOrigins, HSTS: tlsOn,
+		CORSOrigins: cfg.CORSOrigins, HSTS: tlsOn, Metrics: metrics,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -92,6 +103,14 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
 	go background(bg, log, st, ring, cfg.AuditRetention)
+	go revocations.Run(bg, revocationResync)
+	if cfg.DebugAddr != "" {
+		stopDebug, err := serveDebug(cfg.DebugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
+	}
 
 	errc := make(chan error, 1)
 	go func() {
@@ -134,24 +153,20 @@ func background(ctx context.Context, log *slog.Logger, st *store.Store, ring *au
 		if err := ring.ReloadIfStale(ctx); err != nil && ctx.Err() == nil {
 			log.Error("reload signing keys", "err", err)
 		}
+		// One instance at a time purges (an advisory lock), batch by batch,
+		// each batch its own short transaction.
 		now := timeNow()
-		drain(ctx, log, "expired rows", func() (int64, error) { return st.Purge(ctx, now, purgeBatch) })
-		drain(ctx, log, "audit events", func() (int64, error) { return st.PurgeEvents(ctx, now.Add(-retention), purgeBatch) })
-	}
-}
-
-// drain runs one bounded purge until a batch comes back short.
-func drain(ctx context.Context, log *slog.Logger, what string, purge func() (int64, error)) {
-	for {
-		n, err := purge()
-		if err != nil {
-			if ctx.Err() == nil {
-				log.Error("purge "+what, "err", err)
+		for ctx.Err() == nil {
+			n, ran, err := st.PurgeExclusive(ctx, now, now.Add(-retention), purgeBatch)
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Error("purge expired rows", "err", err)
+				}
+				break
 			}
-			return
-		}
-		if n < purgeBatch {
-			return
+			if !ran || n < purgeBatch {
+				break
+			}
 		}
 	}
 }

@@ -45,8 +45,9 @@ type Store interface {
 	// Logout revokes jti until jtiExpires and ends its session.
 	Logout(ctx context.Context, sessionID, jti string, jtiExpires, now time.Time) error
 	// LogoutUser ends every session of the user and revokes every access
-	// token issued before now. Returns ErrNotFound for an unknown user.
-	LogoutUser(ctx context.Context, userID string, now time.Time) error
+	// token issued before now, returning the ids of the sessions it ended.
+	// Returns ErrNotFound for an unknown user.
+	LogoutUser(ctx context.Context, userID string, now time.Time) ([]string, error)
 	// AccessState reads what decides whether a verified access token is still good.
 	AccessState(ctx context.Context, userID, sessionID, jti string, now time.Time) (AccessState, error)
 
@@ -510,10 +511,16 @@ func (s *Service) LogoutAll(ctx context.Context, p Principal, c Client) error {
 // once and everywhere through the database.
 func (s *Service) logoutUser(ctx context.Context, userID string) error {
 	now := s.now()
-	if err := s.store.LogoutUser(ctx, userID, now); err != nil {
+	ended, err := s.store.LogoutUser(ctx, userID, now)
+	if err != nil {
 		return err
 	}
+	// The cut-off has whole seconds (like iat); tokens issued within its
+	// second are stopped by their ended sessions.
 	s.revoke(Revocation{Kind: UserCutoff, ID: userID, At: now.Truncate(time.Second)})
+	for _, sid := range ended {
+		s.revoke(Revocation{Kind: EndedSession, ID: sid, At: now})
+	}
 	return nil
 }
 

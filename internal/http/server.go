@@ -36,6 +36,11 @@ func NewServer(d Deps) http.Handler {
 	if d.Metrics == nil {
 		d.Metrics = NewMetrics()
 	}
+	if d.Service != nil {
+		d.Service.SetMetrics(d.Metrics)
+		d.Metrics.Gauge("accounts_hash_slots_in_use", "Password hashes being computed.",
+			func() float64 { return float64(d.Service.HashSlotsInUse()) })
+	}
 	r := chi.NewRouter()
 	r.Use(withRequestID, securityHeaders, recoverer(d.Log))
 	if d.HSTS {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/acme/accounts/internal/auth"
 )
@@ -109,6 +110,14 @@ const sessionKeep = 7 * 24 * time.Hour
 // expiry, refresh tokens past theirs, ended rate-limit windows, and
 // sessions over for a week.
 func (s *Store) Purge(ctx context.Context, now time.Time, batch int) (int64, error) {
+	return purge(ctx, s.pool, now, batch)
+}
+
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+func purge(ctx context.Context, db execer, now time.Time, batch int) (int64, error) {
 	var total int64
 	for _, q := range []struct {
 		sql    string
@@ -119,11 +128,36 @@ func (s *Store) Purge(ctx context.Context, now time.Time, batch int) (int64, err
 		{purgeRateLimits, now},
 		{purgeSessions, now.Add(-sessionKeep)},
 	} {
-		tag, err := s.pool.Exec(ctx, q.sql, q.before, batch)
+		tag, err := db.Exec(ctx, q.sql, q.before, batch)
 		if err != nil {
 			return total, fmt.Errorf("store: purge: %w", err)
 		}
 		total += tag.RowsAffected()
 	}
 	return total, nil
+}
+
+// jobLock is the advisory lock that lets one instance at a time purge. It
+// is transaction-scoped, so it works through PgBouncer in transaction mode.
+const jobLock = `SELECT pg_try_advisory_xact_lock(hashtext('accounts.purge'))`
+
+// PurgeExclusive runs one bounded batch of every purge (expired rows, and
+// audit events before auditBefore) in one transaction, if no other
+// instance is purging: ran is false when another instance holds the lock.
+func (s *Store) PurgeExclusive(ctx context.Context, now, auditBefore time.Time, batch int) (n int64, ran bool, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, jobLock).Scan(&ran); err != nil || !ran {
+			return err
+		}
+		if n, err = purge(ctx, tx, now, batch); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, purgeEvents, auditBefore, batch)
+		n += tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("store: purge: %w", err)
+	}
+	return n, ran, nil
 }

@@ -148,19 +148,21 @@ WITH u AS (
     UPDATE refresh_tokens SET spent_at = $2
      WHERE session_id IN (SELECT id FROM s) AND spent_at IS NULL
 )
-SELECT count(*) FROM u`
+SELECT (SELECT count(*) FROM u), coalesce((SELECT array_agg(id::text) FROM s), '{}')`
 
 // LogoutUser ends every session of the user and sets the cut-off before
-// which the user's access tokens are revoked. Returns auth.ErrNotFound.
-func (s *Store) LogoutUser(ctx context.Context, userID string, now time.Time) error {
+// which the user's access tokens are revoked, returning the ids of the
+// sessions it ended. Returns auth.ErrNotFound.
+func (s *Store) LogoutUser(ctx context.Context, userID string, now time.Time) ([]string, error) {
 	var n int
-	if err := s.pool.QueryRow(ctx, logoutUser, userID, now).Scan(&n); err != nil {
-		return fmt.Errorf("store: logout user: %w", err)
+	var ended []string
+	if err := s.pool.QueryRow(ctx, logoutUser, userID, now).Scan(&n, &ended); err != nil {
+		return nil, fmt.Errorf("store: logout user: %w", err)
 	}
 	if n == 0 {
-		return auth.ErrNotFound
+		return nil, auth.ErrNotFound
 	}
-	return nil
+	return ended, nil
 }
 
 const accessState = `

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/golang-migrate/migrate/v4"
@@ -32,11 +33,37 @@ type Store struct {
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
+// PoolOptions tune the connection pool; the zero value keeps pgx's defaults.
+type PoolOptions struct {
+	MaxConns int32
+	// StatementCache is "prepare" (pgx's default: named prepared
+	// statements), "describe" (cache only descriptions and run unnamed
+	// statements: works through PgBouncer in transaction mode) or "off".
+	StatementCache string
+	// StatementTimeout, when not zero, is sent as each connection's
+	// statement_timeout so that a stuck query cannot pin the pool.
+	StatementTimeout time.Duration
+}
+
 // Open connects to databaseURL and checks that the database answers.
-func Open(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
+func Open(ctx context.Context, databaseURL string, opts ...PoolOptions) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("store: parse DATABASE_URL: %w", redactErr(err))
+	}
+	for _, o := range opts {
+		if o.MaxConns > 0 {
+			cfg.MaxConns = o.MaxConns
+		}
+		switch o.StatementCache {
+		case "describe":
+			cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+		case "off":
+			cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+		}
+		if o.StatementTimeout > 0 {
+			cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(o.StatementTimeout.Milliseconds(), 10)
+		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -63,6 +90,9 @@ func redactErr(err error) error {
 
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// PoolStats reports the pool's connections, for metrics.
+func (s *Store) PoolStats() *pgxpool.Stat { return s.pool.Stat() }
 
 // Migrator returns golang-migrate on the embedded migrations, over its own
 // connection to the pool's database. Close it when done.
