@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -167,6 +168,41 @@ func TestServeWalkthrough(t *testing.T) {
 	if st, _ := call(t, "GET", base+"/v1/me", at2, nil); st != 401 {
 		t.Fatalf("me after logout %d", st)
 	}
+	res, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, series := range []string{`accounts_logins_total{outcome="ok"} 1`, `accounts_refreshes_total{outcome="rotated"} 1`,
+		`accounts_revocations_total{kind="jti"} 1`, `accounts_revocations_synced 1`, "accounts_db_pool_max_conns",
+		"accounts_hash_slots_in_use", "accounts_hash_slot_wait_seconds", "accounts_revocations_lag_seconds",
+		`http_requests_total{method="POST",route="/v1/login",status="200"} 1`, "go_goroutines"} {
+		if !strings.Contains(string(body), series) {
+			t.Errorf("metrics lack %s", series)
+		}
+	}
+}
+
+func TestDebugListener(t *testing.T) {
+	t.Parallel()
+	stop, addr, err := startDebug("127.0.0.1:0", slogDiscard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	res, err := http.Get("http://" + addr + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("pprof index: %d", res.StatusCode)
+	}
+	base := startServer(t, map[string]string{"DATABASE_URL": testdb.URL(t), "ADDR": "127.0.0.1:0"})
+	if st, _ := call(t, "GET", base+"/debug/pprof/", "", nil); st != 404 {
+		t.Fatalf("pprof on the public listener: %d", st)
+	}
 }
 
 func TestServeHS256(t *testing.T) {
@@ -300,6 +336,9 @@ func TestConfigErrors(t *testing.T) {
 		{"CORS wildcard", with("CORS_ALLOWED_ORIGINS", "*"), []string{"CORS_ALLOWED_ORIGINS"}},
 		{"CORS with a path", with("CORS_ALLOWED_ORIGINS", "https://app.example.com/x"), []string{"CORS_ALLOWED_ORIGINS"}},
 		{"bad audit retention", with("AUDIT_RETENTION", "forever"), []string{"AUDIT_RETENTION"}},
+		{"bad statement cache", with("DATABASE_STATEMENT_CACHE", "sometimes"), []string{"DATABASE_STATEMENT_CACHE"}},
+		{"pool too small", with("DATABASE_MAX_CONNS", "1"), []string{"DATABASE_MAX_CONNS"}},
+		{"bad statement timeout", with("DATABASE_STATEMENT_TIMEOUT", "soon"), []string{"DATABASE_STATEMENT_TIMEOUT"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -458,3 +497,5 @@ func TestKeysReseal(t *testing.T) {
 		t.Fatalf("jwks %d", st)
 	}
 }
+
+func slogDiscard() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }

@@ -48,6 +48,11 @@ func registerGauges(m *httpapi.Metrics, st *store.Store, rev *auth.Revocations) 
 // serveDebug serves pprof on its own listener (DEBUG_ADDR), never on the
 // public one. It returns a function that stops it.
 func serveDebug(addr string, log *slog.Logger) (func(), error) {
+	stop, _, err := startDebug(addr, log)
+	return stop, err
+}
+
+func startDebug(addr string, log *slog.Logger) (func(), string, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -56,7 +61,7 @@ func serveDebug(addr string, log *slog.Logger) (func(), error) {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on DEBUG_ADDR=%s: %w", addr, err)
+		return nil, "", fmt.Errorf("listen on DEBUG_ADDR=%s: %w", addr, err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
@@ -69,5 +74,5 @@ func serveDebug(addr string, log *slog.Logger) (func(), error) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-	}, nil
+	}, ln.Addr().String(), nil
 }
