@@ -160,6 +160,16 @@ func (t *Tokens) Verify(ctx context.Context, raw string) (Principal, error) {
 		}
 		return v.p, nil
 	}
+	p, err := t.parse(ctx, raw)
+	if err != nil {
+		return Principal{}, err
+	}
+	t.verified.put(raw, verifiedToken{p: p, validTo: p.ExpiresAt.Add(t.leeway)})
+	return p, nil
+}
+
+// parse checks a token's signature and claims.
+func (t *Tokens) parse(ctx context.Context, raw string) (Principal, error) {
 	var claims accessClaims
 	_, err := t.parser.ParseWithClaims(raw, &claims, func(tok *jwt.Token) (any, error) {
 		typ, _ := tok.Header["typ"].(string)
@@ -188,14 +198,12 @@ func (t *Tokens) Verify(ctx context.Context, raw string) (Principal, error) {
 	if err != nil {
 		return Principal{}, ErrInvalidToken
 	}
-	p := Principal{
+	return Principal{
 		UserID:    claims.Subject,
 		SessionID: claims.SID,
 		JTI:       claims.ID,
 		Role:      claims.Role,
 		IssuedAt:  claims.IssuedAt.Time,
 		ExpiresAt: claims.ExpiresAt.Time,
-	}
-	t.verified.put(raw, verifiedToken{p: p, validTo: p.ExpiresAt.Add(t.leeway)})
-	return p, nil
+	}, nil
 }

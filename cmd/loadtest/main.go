@@ -1,0 +1,286 @@
+// Command loadtest drives the account service's HTTP API and reports
+// throughput and latency.
+//
+//	loadtest -url http://127.0.0.1:8080 -scenario me -c 32 -d 10s
+//
+// Scenarios: me, refresh (each worker follows its own chain, always
+// presenting the newest refresh token), login, signup, mixed (90 % me,
+// 8 % refresh, 2 % login), healthz (the HTTP stack alone, as a ceiling).
+// Users and tokens are made before the timed part. The service must run
+// with IP_RATE_LIMIT=0: every request comes from one address.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(1)
+	}
+}
+
+// Result is one run's figures.
+type Result struct {
+	Scenario    string         `json:"scenario"`
+	Label       string         `json:"label,omitempty"`
+	Concurrency int            `json:"concurrency"`
+	Seconds     float64        `json:"seconds"`
+	Requests    int            `json:"requests"`
+	ByStatus    map[string]int `json:"by_status"`
+	Errors      int            `json:"errors"`
+	RPS         float64        `json:"rps"`
+	P50ms       float64        `json:"p50_ms"`
+	P90ms       float64        `json:"p90_ms"`
+	P99ms       float64        `json:"p99_ms"`
+	MaxMs       float64        `json:"max_ms"`
+}
+
+// Markdown is the result as one table row.
+func (r Result) Markdown() string {
+	errs := "0"
+	if r.Errors > 0 {
+		errs = fmt.Sprint(r.ByStatus)
+	}
+	name := r.Scenario
+	if r.Label != "" {
+		name += " (" + r.Label + ")"
+	}
+	return fmt.Sprintf("| %s | %d | %d | %.0f | %.2f | %.2f | %.2f | %.2f | %s |",
+		name, r.Concurrency, r.Requests, r.RPS, r.P50ms, r.P90ms, r.P99ms, r.MaxMs, errs)
+}
+
+// MarkdownHeader heads a table of Markdown rows.
+const MarkdownHeader = "| scenario | concurrency | requests | req/s | p50 ms | p90 ms | p99 ms | max ms | errors |\n|---|---|---|---|---|---|---|---|---|"
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	base := fs.String("url", "http://127.0.0.1:8080", "service base URL")
+	scenario := fs.String("scenario", "me", "me, refresh, login, signup, mixed or healthz")
+	conc := fs.Int("c", 32, "concurrent workers")
+	dur := fs.Duration("d", 10*time.Second, "timed duration")
+	label := fs.String("label", "", "label for the report")
+	password := fs.String("password", "load-test passphrase 42", "password for the users made")
+	jsonOut := fs.Bool("json", false, "print the result as JSON (default: a Markdown row)")
+	header := fs.Bool("header", false, "print the Markdown header first")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *conc < 1 || *dur <= 0 {
+		return errors.New("-c must be at least 1 and -d positive")
+	}
+	c := &client{base: *base, pw: *password, run: strconv.FormatInt(time.Now().UnixNano(), 36),
+		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			MaxIdleConns: *conc * 2, MaxIdleConnsPerHost: *conc * 2, IdleConnTimeout: time.Minute}}}
+	workers, err := c.setup(ctx, *scenario, *conc)
+	if err != nil {
+		return fmt.Errorf("set-up: %w", err)
+	}
+	res := measure(ctx, workers, *dur)
+	res.Scenario, res.Label, res.Concurrency = *scenario, *label, *conc
+	if *jsonOut {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	if *header {
+		fmt.Fprintln(stdout, MarkdownHeader)
+	}
+	fmt.Fprintln(stdout, res.Markdown())
+	return nil
+}
+
+type client struct {
+	base, pw, run string
+	http          *http.Client
+	seq           int64
+	mu            sync.Mutex
+}
+
+// call sends one request and returns the status (0 for a transport error)
+// and the decoded JSON body when into is not nil.
+func (c *client) call(method, path, token string, body any, into any) int {
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, c.base+path, r)
+	if err != nil {
+		return 0
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := c.http.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer res.Body.Close()
+	if into != nil && res.StatusCode < 300 {
+		_ = json.NewDecoder(res.Body).Decode(into)
+	} else {
+		_, _ = io.Copy(io.Discard, res.Body)
+	}
+	return res.StatusCode
+}
+
+func (c *client) email() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seq++
+	return fmt.Sprintf("load-%s-%d@example.com", c.run, c.seq)
+}
+
+type tokens struct {
+	Access  string `json:"access_token"`
+	Refresh string `json:"refresh_token"`
+}
+
+// user signs up a new user and logs in.
+func (c *client) user() (string, tokens, error) {
+	email := c.email()
+	if st := c.call("POST", "/v1/signup", "", map[string]string{"email": email, "password": c.pw}, nil); st != 201 {
+		return "", tokens{}, fmt.Errorf("signup: status %d (is IP_RATE_LIMIT=0?)", st)
+	}
+	var t tokens
+	if st := c.call("POST", "/v1/login", "", map[string]string{"email": email, "password": c.pw}, &t); st != 200 {
+		return "", tokens{}, fmt.Errorf("login: status %d", st)
+	}
+	return email, t, nil
+}
+
+// worker sends one request of its scenario and returns its status.
+type worker func() int
+
+func (c *client) setup(ctx context.Context, scenario string, n int) ([]worker, error) {
+	ws := make([]worker, n)
+	for i := range n {
+		var email string
+		var t tokens
+		var err error
+		if scenario != "healthz" && scenario != "signup" {
+			if email, t, err = c.user(); err != nil {
+				return nil, err
+			}
+		}
+		me := func() int { return c.call("GET", "/v1/me", t.Access, nil, nil) }
+		refresh := func() int {
+			var next tokens
+			st := c.call("POST", "/v1/token/refresh", "", map[string]string{"refresh_token": t.Refresh}, &next)
+			if st == 200 {
+				t = next // always present the newest token
+			}
+			return st
+		}
+		login := func() int {
+			return c.call("POST", "/v1/login", "", map[string]string{"email": email, "password": c.pw}, nil)
+		}
+		switch scenario {
+		case "me":
+			ws[i] = me
+		case "refresh":
+			ws[i] = refresh
+		case "login":
+			ws[i] = login
+		case "signup":
+			ws[i] = func() int {
+				return c.call("POST", "/v1/signup", "", map[string]string{"email": c.email(), "password": c.pw}, nil)
+			}
+		case "healthz":
+			ws[i] = func() int { return c.call("GET", "/healthz", "", nil, nil) }
+		case "mixed":
+			rng := rand.New(rand.NewPCG(uint64(i), 7))
+			ws[i] = func() int {
+				switch p := rng.IntN(100); {
+				case p < 90:
+					return me()
+				case p < 98:
+					return refresh()
+				default:
+					return login()
+				}
+			}
+		default:
+			return nil, fmt.Errorf("unknown scenario %q", scenario)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	return ws, nil
+}
+
+// measure runs every worker in a loop for d and merges what they saw.
+func measure(ctx context.Context, ws []worker, d time.Duration) Result {
+	type tally struct {
+		lat    []time.Duration
+		status map[int]int
+	}
+	tallies := make([]tally, len(ws))
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := tally{lat: make([]time.Duration, 0, 1<<14), status: map[int]int{}}
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				st := w()
+				t.lat = append(t.lat, time.Since(t0))
+				t.status[st]++
+			}
+			tallies[i] = t
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	res := Result{ByStatus: map[string]int{}, Seconds: elapsed.Seconds()}
+	var all []time.Duration
+	for _, t := range tallies {
+		all = append(all, t.lat...)
+		for st, n := range t.status {
+			key := strconv.Itoa(st)
+			if st == 0 {
+				key = "transport"
+			}
+			res.ByStatus[key] += n
+			if st == 0 || st >= 400 {
+				res.Errors += n
+			}
+		}
+	}
+	slices.Sort(all)
+	res.Requests = len(all)
+	res.RPS = float64(len(all)) / elapsed.Seconds()
+	pct := func(p float64) float64 {
+		if len(all) == 0 {
+			return 0
+		}
+		return float64(all[min(len(all)-1, int(p*float64(len(all))))].Microseconds()) / 1000
+	}
+	res.P50ms, res.P90ms, res.P99ms = pct(0.50), pct(0.90), pct(0.99)
+	if len(all) > 0 {
+		res.MaxMs = float64(all[len(all)-1].Microseconds()) / 1000
+	}
+	return res
+}
