@@ -1,4 +1,4 @@
-.PHONY: run test fuzz build vet devdb-stop docker-up
+.PHONY: run test fuzz bench build vet devdb-stop docker-up
 
 # Serve on http://localhost:8080; without DATABASE_URL a private development
 # PostgreSQL is started in .data/ (needs the PostgreSQL server binaries).
@@ -12,6 +12,10 @@ test:
 # Every fuzz target for FUZZTIME each (default 30s); seeds in testdata/fuzz.
 fuzz:
 	scripts/fuzz.sh
+
+# Fresh database and server, ceilings and scenarios, written to BENCHMARKS.md.
+bench:
+	scripts/bench.sh
 
 build:
 	go build -o bin/server ./cmd/server

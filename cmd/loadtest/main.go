@@ -78,6 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	password := fs.String("password", "load-test passphrase 42", "password for the users made")
 	jsonOut := fs.Bool("json", false, "print the result as JSON (default: a Markdown row)")
 	header := fs.Bool("header", false, "print the Markdown header first")
+	users := fs.Int("users", 0, "distinct users the workers share (default: one per worker)")
+	tsv := fs.String("tsv", "", "also append the result to this file as one tab-separated line")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -87,12 +89,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c := &client{base: *base, pw: *password, run: strconv.FormatInt(time.Now().UnixNano(), 36),
 		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 			MaxIdleConns: *conc * 2, MaxIdleConnsPerHost: *conc * 2, IdleConnTimeout: time.Minute}}}
-	workers, err := c.setup(ctx, *scenario, *conc)
+	workers, err := c.setup(ctx, *scenario, *conc, *users)
 	if err != nil {
 		return fmt.Errorf("set-up: %w", err)
 	}
 	res := measure(ctx, workers, *dur)
 	res.Scenario, res.Label, res.Concurrency = *scenario, *label, *conc
+	if *tsv != "" {
+		f, err := os.OpenFile(*tsv, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(f, "%s\t%s\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%v\n", res.Label, res.Scenario, res.Concurrency,
+			res.RPS, res.P50ms, res.P90ms, res.P99ms, res.MaxMs, res.Errors, res.ByStatus)
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
 	if *jsonOut {
 		return json.NewEncoder(stdout).Encode(res)
 	}
@@ -169,15 +182,38 @@ func (c *client) user() (string, tokens, error) {
 // worker sends one request of its scenario and returns its status.
 type worker func() int
 
-func (c *client) setup(ctx context.Context, scenario string, n int) ([]worker, error) {
+func (c *client) setup(ctx context.Context, scenario string, n, users int) ([]worker, error) {
+	if users <= 0 || users > n {
+		users = n
+	}
+	type account struct {
+		email string
+		t     tokens
+	}
+	accounts := make([]account, 0, users)
+	if scenario != "healthz" && scenario != "signup" {
+		for range users {
+			email, t, err := c.user()
+			if err != nil {
+				return nil, err
+			}
+			accounts = append(accounts, account{email, t})
+		}
+	}
 	ws := make([]worker, n)
 	for i := range n {
 		var email string
 		var t tokens
-		var err error
-		if scenario != "healthz" && scenario != "signup" {
-			if email, t, err = c.user(); err != nil {
-				return nil, err
+		if len(accounts) > 0 {
+			a := accounts[i%len(accounts)]
+			email, t = a.email, a.t
+			if i >= len(accounts) && scenario != "login" {
+				// Shared users need a chain (session) of their own per worker.
+				var next tokens
+				if st := c.call("POST", "/v1/login", "", map[string]string{"email": email, "password": c.pw}, &next); st != 200 {
+					return nil, fmt.Errorf("login: status %d", st)
+				}
+				t = next
 			}
 		}
 		me := func() int { return c.call("GET", "/v1/me", t.Access, nil, nil) }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/acme/accounts/internal/auth"
@@ -23,13 +24,30 @@ const (
 	hashWait = time.Second
 	// hashMemoryBudget bounds the memory all hashes in flight may take.
 	hashMemoryBudget = 256 << 20
-	shutdownTimeout  = 20 * time.Second
-	purgeInterval    = time.Minute
-	purgeBatch       = 1000
+	// memoryMargin is the memory beyond the hashing slots the runtime may
+	// use before it collects harder: connections, caches, buffers.
+	memoryMargin    = 96 << 20
+	shutdownTimeout = 20 * time.Second
+	purgeInterval   = time.Minute
+	purgeBatch      = 1000
 	// revocationResync is how often the in-memory revocation state is
 	// reloaded in full, in case a notification was ever missed.
 	revocationResync = 30 * time.Second
 )
+
+// setMemoryLimit gives the Go runtime a soft memory limit, unless the
+// operator set GOMEMLIMIT: argon2id leaves m KiB of garbage per hash, and
+// with the default GOGC the heap may grow to twice what is live before a
+// collection. The limit makes the collector keep the heap near the hashing
+// slots' memory plus a working margin.
+func setMemoryLimit(getenv func(string) string, p auth.Argon2Params, log *slog.Logger) {
+	if getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit := int64(hashSlots(p))*int64(p.MemoryKiB)<<10 + memoryMargin
+	debug.SetMemoryLimit(limit)
+	log.Info("memory limit set for the Go runtime", "mib", limit>>20)
+}
 
 // hashSlots sizes the hashing semaphore: enough to keep every CPU busy,
 // never more than the memory budget allows.
@@ -52,6 +70,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer pool.Close()
 	log.Info("database connected", "url", redactURL(cfg.DatabaseURL), "max_conns", cfg.MaxConns,
 		"statement_cache", cfg.StatementCache)
+	setMemoryLimit(getenv, cfg.Argon2, log)
 
 	if cfg.MigrateOnStart {
 		if err := store.Migrate(pool); err != nil {

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# bench.sh: start a fresh database and server, measure the ceilings and
+# every scenario (each twice: a shared 2-core machine is noisy), and write
+# BENCHMARKS.md. BENCH_DURATION (default 10s) and BENCH_CONCURRENCY
+# (default 32) change the runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/pg.sh
+use_test_database
+
+DUR="${BENCH_DURATION:-10s}"
+C="${BENCH_CONCURRENCY:-32}"
+PORT="${BENCH_PORT:-18090}"
+URL="http://127.0.0.1:$PORT"
+DB="bench_$(date +%s)"
+ADMIN="$TEST_DATABASE_URL"
+base="${ADMIN%%\?*}"; query=""; [[ "$ADMIN" == *\?* ]] && query="?${ADMIN#*\?}"
+DBURL="${base%/*}/$DB$query"
+PSQL="$(pg_bindir)/psql"; [ -x "$PSQL" ] || PSQL=psql
+PGBENCH="$(pg_bindir)/pgbench"; [ -x "$PGBENCH" ] || PGBENCH=pgbench
+command -v "$PGBENCH" >/dev/null || { echo "pgbench is missing: apt-get install postgresql-contrib (or postgresql-client)" >&2; exit 1; }
+
+work=$(mktemp -d)
+server_pid=""
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  "$PSQL" "$ADMIN" -Xqc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "building" >&2
+mkdir -p bin
+go build -o bin/server ./cmd/server
+go build -o bin/loadtest ./cmd/loadtest
+"$PSQL" "$ADMIN" -Xqc "CREATE DATABASE $DB"
+
+# Every request comes from 127.0.0.1: the per-IP limit is off for the run.
+DATABASE_URL="$DBURL" ADDR="127.0.0.1:$PORT" IP_RATE_LIMIT=0 LOG_LEVEL=warn bin/server 2>"$work/server.log" &
+server_pid=$!
+for _ in $(seq 100); do curl -fs "$URL/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -fs "$URL/readyz" >/dev/null || { echo "server did not start:"; cat "$work/server.log"; exit 1; } >&2
+
+tsv="$work/results.tsv"
+lt() { echo "  loadtest $*" >&2; bin/loadtest -url "$URL" -d "$DUR" -tsv "$tsv" "$@" >/dev/null; }
+
+echo "ceilings" >&2
+for i in 1 2; do lt -scenario healthz -c "$C" -label "run $i"; done
+
+secs="${DUR%s}"
+"$PSQL" "$DBURL" -Xq -v runs=2 -v clients="$C" -f scripts/bench/setup.sql
+pgbench_tps=()
+for run in 1 2; do
+  out=$("$PGBENCH" "$DBURL" -n -M prepared -c "$C" -j 2 -T "$secs" -D k=0 -D run="$run" -f scripts/bench/rotate.sql 2>&1)
+  echo "$out" | grep -q "failed transactions: 0 " || { echo "pgbench rotation failed:"; echo "$out"; exit 1; } >&2
+  pgbench_tps+=("$(echo "$out" | awk '/^tps = / {printf "%.0f", $3}')")
+done
+
+argon=$(go test -run '^$' -bench '^BenchmarkArgon2Parallel$' -benchtime 3s -count 2 ./internal/auth | awk '/^BenchmarkArgon2Parallel/ {printf "%.1f ", 1e9/$3}')
+read -r -a argon_hps <<<"$argon"
+
+echo "scenarios" >&2
+for s in me refresh login signup mixed; do
+  for i in 1 2; do lt -scenario "$s" -c "$C" -label "run $i"; done
+done
+
+cores=$(nproc)
+slots=$(( 2 * cores )); bymem=$(( 262144 / ${ARGON2_MEMORY_KIB:-19456} )); [ "$bymem" -lt "$slots" ] && slots=$bymem
+echo "overload: $(( 4 * slots )) concurrent logins for $slots hashing slots" >&2
+lt -scenario login -c $(( 4 * slots )) -users "$C" -label "4x overload"
+echo "1000 concurrent logins" >&2
+lt -scenario login -c 1000 -users "$C" -label "1000 concurrent"
+rss_kib=$(awk '/^VmHWM/ {print $2}' "/proc/$server_pid/status")
+
+# The report.
+row() { awk -F'\t' -v s="$1" -v l="$2" '$2==s && $1==l {print}' "$tsv"; }
+rps() { row "$1" "$2" | cut -f4; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f %%", 100*a/b; else print "n/a" }'; }
+{
+  echo "# Benchmarks"
+  echo
+  echo "Written by \`make bench\` (scripts/bench.sh) on $(date -u '+%Y-%m-%d %H:%M UTC')."
+  echo
+  echo "- Machine: $cores cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+  echo "- Go $(go env GOVERSION), PostgreSQL $("$PSQL" "$DBURL" -Xtqc 'SHOW server_version' | tr -d ' '), load generator on the same machine"
+  echo "- Server: defaults (EdDSA, argon2id m=${ARGON2_MEMORY_KIB:-19456} KiB t=${ARGON2_TIME:-2} p=${ARGON2_THREADS:-1}, $slots hashing slots) with IP_RATE_LIMIT=0 (every request comes from one address) and LOG_LEVEL=warn"
+  echo "- Each run: $C connections for $DUR, after set-up (users, tokens) outside the timed part; every figure measured twice"
+  echo
+  echo "## Scenarios"
+  echo
+  echo "| scenario | run | concurrency | req/s | p50 ms | p90 ms | p99 ms | max ms | errors |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  while IFS=$'\t' read -r label scen c r p50 p90 p99 mx errs by; do
+    e="$errs"; [ "$errs" != 0 ] && e="$errs $by"
+    echo "| $scen | $label | $c | $r | $p50 | $p90 | $p99 | $mx | $e |"
+  done <"$tsv"
+  echo
+  echo "## Against the ceilings"
+  echo
+  echo "| scenario | ceiling | ceiling, run 1 / run 2 | service, run 1 / run 2 | ratio, run 1 / run 2 | target |"
+  echo "|---|---|---|---|---|---|"
+  echo "| refresh | pgbench running the rotation statement alone, $C clients | ${pgbench_tps[0]} / ${pgbench_tps[1]} tps | $(rps refresh 'run 1') / $(rps refresh 'run 2') req/s | $(ratio "$(rps refresh 'run 1')" "${pgbench_tps[0]}") / $(ratio "$(rps refresh 'run 2')" "${pgbench_tps[1]}") | ≥ 50 % |"
+  echo "| login | argon2id hashes/s on all cores (BenchmarkArgon2Parallel) | ${argon_hps[0]} / ${argon_hps[1]} | $(rps login 'run 1') / $(rps login 'run 2') req/s | $(ratio "$(rps login 'run 1')" "${argon_hps[0]}") / $(ratio "$(rps login 'run 2')" "${argon_hps[1]}") | ≥ 85 % |"
+  echo "| me | \`GET /healthz\`, $C connections | $(rps healthz 'run 1') / $(rps healthz 'run 2') req/s | $(rps me 'run 1') / $(rps me 'run 2') req/s | $(ratio "$(rps me 'run 1')" "$(rps healthz 'run 1')") / $(ratio "$(rps me 'run 2')" "$(rps healthz 'run 2')") | ≥ 25 % |"
+  echo
+  echo "## Logins under overload"
+  echo
+  o=$(row login "4x overload"); k=$(row login "1000 concurrent")
+  echo "- $(( 4 * slots )) concurrent logins for $slots hashing slots: $(echo "$o" | cut -f4) req/s, p99 $(echo "$o" | cut -f7) ms (the queue wait is bounded at 1 s), refused: $(echo "$o" | cut -f9) $(echo "$o" | cut -f10)"
+  echo "- 1000 concurrent logins: $(echo "$k" | cut -f4) req/s, p99 $(echo "$k" | cut -f7) ms, refused: $(echo "$k" | cut -f9) $(echo "$k" | cut -f10)"
+  echo "- Peak RSS of the server over the whole run (VmHWM): $(( rss_kib / 1024 )) MiB; budget: $slots slots × $(( ${ARGON2_MEMORY_KIB:-19456} / 1024 )) MiB + 150 MiB = $(( slots * ${ARGON2_MEMORY_KIB:-19456} / 1024 + 150 )) MiB"
+  echo
+  echo "## Micro-benchmarks"
+  echo
+  echo '```'
+  go test -run '^$' -bench 'IssueToken|Authenticate|RefreshToken|DecodeStrict' -benchmem ./internal/auth ./internal/http | grep -E '^Benchmark'
+  echo '```'
+} > BENCHMARKS.md
+echo "wrote BENCHMARKS.md" >&2
