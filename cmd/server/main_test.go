@@ -55,6 +55,13 @@ func startServer(t *testing.T, vars map[string]string) string {
 // stop cancels run's context (as SIGTERM does) and waits for run to return.
 func startServerStoppable(t *testing.T, vars map[string]string) (string, func() error) {
 	t.Helper()
+	return startServerWatched(t, vars, nil)
+}
+
+// startServerWatched is startServerStoppable that also passes every JSON
+// log line of the server to onLine (when not nil).
+func startServerWatched(t *testing.T, vars map[string]string, onLine func(map[string]any)) (string, func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
@@ -66,6 +73,12 @@ func startServerStoppable(t *testing.T, vars map[string]string) (string, func() 
 			var line struct{ Msg, Addr string }
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
 				addr <- line.Addr
+			}
+			if onLine != nil {
+				var m map[string]any
+				if json.Unmarshal(sc.Bytes(), &m) == nil {
+					onLine(m)
+				}
 			}
 		}
 	}()
