@@ -84,76 +84,84 @@ CREATE INDEX audit_events_created_at_idx ON audit_events (created_at);
 -- rotate_refresh_token settles one refresh in one round trip.
 --
 -- Outcomes: 'rotated' (the token was live: it is spent and p_new_hash is the
--- new live token, valid until expires_at, never past the session's cap), 'grace' (the token was spent within p_grace and its
--- successor is still live: the sealed successor is returned), 'reuse' (any
--- other spent token: the session is ended), 'invalid' (unknown, expired, or
--- its session has ended or expired).
+-- new live token, valid until expires_at, never past the session's cap),
+-- 'grace' (the token was spent within p_grace and its successor is still
+-- live: the sealed successor is returned), 'reuse' (any other spent token:
+-- the session is ended), 'invalid' (unknown, expired, or its session has
+-- ended or expired).
 --
--- Lock order is session row, then token rows, the same as every statement
--- that ends sessions, so concurrent rotations and logouts cannot deadlock.
--- Concurrent rotations of one session serialise on the session row lock, and
--- each statement in this READ COMMITTED function sees rows committed before it.
+-- The session row is locked first, the same order as every statement that
+-- ends sessions, so concurrent rotations and logouts cannot deadlock. Every
+-- change to a session's tokens holds that lock, so concurrent rotations of
+-- one session serialise on it, and the token read after it (a new snapshot:
+-- READ COMMITTED, statement by statement) is the latest committed state.
 CREATE FUNCTION rotate_refresh_token(
     p_hash bytea, p_new_hash bytea, p_sealed bytea, p_now timestamptz,
     p_grace interval, p_ttl interval, p_ip text, p_user_agent text)
 RETURNS TABLE (outcome text, session_id uuid, user_id uuid, role text, sealed bytea, expires_at timestamptz)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_sid  uuid;
-    s      sessions%ROWTYPE;
-    t      refresh_tokens%ROWTYPE;
-    v_role text;
-    v_next_exp timestamptz;
+    v_sid       uuid;
+    v_uid       uuid;
+    v_ended     timestamptz;
+    v_s_exp     timestamptz;
+    v_spent     timestamptz;
+    v_t_exp     timestamptz;
+    v_succ      bytea;
+    v_sealed    bytea;
+    v_role      text;
+    v_next_exp  timestamptz;
 BEGIN
-    SELECT rt.session_id INTO v_sid FROM refresh_tokens rt WHERE rt.hash = p_hash;
-    IF NOT FOUND THEN
-        RETURN QUERY SELECT 'invalid'::text, NULL::uuid, NULL::uuid, NULL::text, NULL::bytea, NULL::timestamptz;
+    SELECT ss.id, ss.user_id, ss.ended_at, ss.expires_at INTO v_sid, v_uid, v_ended, v_s_exp
+      FROM sessions ss
+     WHERE ss.id = (SELECT rt.session_id FROM refresh_tokens rt WHERE rt.hash = p_hash)
+       FOR UPDATE;
+    IF v_sid IS NULL OR v_ended IS NOT NULL OR v_s_exp <= p_now THEN
+        RETURN QUERY SELECT 'invalid'::text, v_sid, v_uid, NULL::text, NULL::bytea, NULL::timestamptz;
         RETURN;
     END IF;
 
-    SELECT * INTO s FROM sessions ss WHERE ss.id = v_sid FOR UPDATE;
-    SELECT * INTO t FROM refresh_tokens rt WHERE rt.hash = p_hash FOR UPDATE;
-    IF s.id IS NULL OR t.hash IS NULL OR s.ended_at IS NOT NULL OR s.expires_at <= p_now THEN
-        RETURN QUERY SELECT 'invalid'::text, s.id, s.user_id, NULL::text, NULL::bytea, NULL::timestamptz;
-        RETURN;
-    END IF;
-    SELECT u.role INTO v_role FROM users u WHERE u.id = s.user_id;
+    SELECT rt.spent_at, rt.expires_at, rt.successor_hash, rt.successor_sealed, u.role
+      INTO v_spent, v_t_exp, v_succ, v_sealed, v_role
+      FROM refresh_tokens rt JOIN users u ON u.id = v_uid
+     WHERE rt.hash = p_hash;
 
-    IF t.spent_at IS NULL THEN
-        IF t.expires_at <= p_now THEN
-            RETURN QUERY SELECT 'invalid'::text, s.id, s.user_id, NULL::text, NULL::bytea, NULL::timestamptz;
+    IF v_spent IS NULL THEN
+        IF v_t_exp <= p_now THEN
+            RETURN QUERY SELECT 'invalid'::text, v_sid, v_uid, NULL::text, NULL::bytea, NULL::timestamptz;
             RETURN;
         END IF;
-        v_next_exp := least(p_now + p_ttl, s.expires_at);
+        v_next_exp := least(p_now + p_ttl, v_s_exp);
         UPDATE refresh_tokens rt
            SET spent_at = p_now, successor_hash = p_new_hash, successor_sealed = p_sealed
          WHERE rt.hash = p_hash;
         INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at)
-        VALUES (p_new_hash, s.id, p_now, v_next_exp);
+        VALUES (p_new_hash, v_sid, p_now, v_next_exp);
         UPDATE sessions ss
            SET last_used_at = p_now, idle_expires_at = v_next_exp, ip = p_ip, user_agent = p_user_agent
-         WHERE ss.id = s.id;
-        RETURN QUERY SELECT 'rotated'::text, s.id, s.user_id, v_role, NULL::bytea, v_next_exp;
+         WHERE ss.id = v_sid;
+        RETURN QUERY SELECT 'rotated'::text, v_sid, v_uid, v_role, NULL::bytea, v_next_exp;
         RETURN;
     END IF;
 
     -- Spent. Within the grace window, and only while its successor is the
     -- live token, the holder gets that same successor again.
-    IF p_grace > interval '0' AND t.spent_at > p_now - p_grace AND EXISTS (
-        SELECT 1 FROM refresh_tokens nx
-         WHERE nx.hash = t.successor_hash AND nx.spent_at IS NULL AND nx.expires_at > p_now)
-    THEN
-        UPDATE sessions ss SET last_used_at = p_now, ip = p_ip, user_agent = p_user_agent
-         WHERE ss.id = s.id;
-        RETURN QUERY SELECT 'grace'::text, s.id, s.user_id, v_role, t.successor_sealed,
-            (SELECT least(nx.expires_at, s.expires_at) FROM refresh_tokens nx WHERE nx.hash = t.successor_hash);
-        RETURN;
+    IF p_grace > interval '0' AND v_spent > p_now - p_grace THEN
+        SELECT least(nx.expires_at, v_s_exp) INTO v_next_exp
+          FROM refresh_tokens nx
+         WHERE nx.hash = v_succ AND nx.spent_at IS NULL AND nx.expires_at > p_now;
+        IF FOUND THEN
+            UPDATE sessions ss SET last_used_at = p_now, ip = p_ip, user_agent = p_user_agent
+             WHERE ss.id = v_sid;
+            RETURN QUERY SELECT 'grace'::text, v_sid, v_uid, v_role, v_sealed, v_next_exp;
+            RETURN;
+        END IF;
     END IF;
 
     -- Reuse: end the whole session.
-    UPDATE sessions ss SET ended_at = p_now WHERE ss.id = s.id;
+    UPDATE sessions ss SET ended_at = p_now WHERE ss.id = v_sid;
     UPDATE refresh_tokens rt SET spent_at = p_now
-     WHERE rt.session_id = s.id AND rt.spent_at IS NULL;
-    RETURN QUERY SELECT 'reuse'::text, s.id, s.user_id, v_role, NULL::bytea, NULL::timestamptz;
+     WHERE rt.session_id = v_sid AND rt.spent_at IS NULL;
+    RETURN QUERY SELECT 'reuse'::text, v_sid, v_uid, v_role, NULL::bytea, NULL::timestamptz;
 END
 $$;

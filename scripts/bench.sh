@@ -72,6 +72,29 @@ echo "1000 concurrent logins" >&2
 lt -scenario login -c 1000 -users "$C" -label "1000 concurrent"
 rss_kib=$(awk '/^VmHWM/ {print $2}' "/proc/$server_pid/status")
 
+# The reference stack, side by side, when it is there (see README, Performance).
+BASELINE_DIR="${BASELINE_DIR:-../shared/baselines/flask-seed}"
+baseline=""
+if [ -x "$BASELINE_DIR/run.sh" ] && /usr/bin/python3 -c 'import flask, flask_jwt_extended, psycopg2, gunicorn' 2>/dev/null; then
+  echo "baseline: flask-seed under gunicorn (sync, 2 workers)" >&2
+  FDB="flaskseed_$(date +%s)"
+  "$PSQL" "$ADMIN" -Xqc "CREATE DATABASE $FDB"
+  FPORT=$(( PORT + 1 ))
+  DATABASE_URL="${base%/*}/$FDB$query" PORT="$FPORT" "$BASELINE_DIR/run.sh" sync 2>"$work/flask.log" &
+  flask_pid=$!
+  # Any HTTP answer (even 401) means it is up; curl fails only on no answer.
+  for _ in $(seq 100); do if curl -s -o /dev/null "http://127.0.0.1:$FPORT/v1/me"; then break; fi; sleep 0.2; done
+  for s in me refresh; do
+    for i in 1 2; do
+      echo "  loadtest -scenario $s (flask-seed, run $i)" >&2
+      bin/loadtest -url "http://127.0.0.1:$FPORT" -d "$DUR" -tsv "$tsv" -scenario "$s" -c "$C" -label "flask-seed run $i" >/dev/null
+    done
+  done
+  kill "$flask_pid" 2>/dev/null; wait "$flask_pid" 2>/dev/null || true
+  "$PSQL" "$ADMIN" -Xqc "DROP DATABASE IF EXISTS $FDB WITH (FORCE)" >/dev/null 2>&1 || true
+  baseline=1
+fi
+
 # The report.
 row() { awk -F'\t' -v s="$1" -v l="$2" '$2==s && $1==l {print}' "$tsv"; }
 rps() { row "$1" "$2" | cut -f4; }
@@ -103,6 +126,23 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f %%", 100*a/b;
   echo "| login | argon2id hashes/s on all cores (BenchmarkArgon2Parallel) | ${argon_hps[0]} / ${argon_hps[1]} | $(rps login 'run 1') / $(rps login 'run 2') req/s | $(ratio "$(rps login 'run 1')" "${argon_hps[0]}") / $(ratio "$(rps login 'run 2')" "${argon_hps[1]}") | ≥ 85 % |"
   echo "| me | \`GET /healthz\`, $C connections | $(rps healthz 'run 1') / $(rps healthz 'run 2') req/s | $(rps me 'run 1') / $(rps me 'run 2') req/s | $(ratio "$(rps me 'run 1')" "$(rps healthz 'run 1')") / $(ratio "$(rps me 'run 2')" "$(rps healthz 'run 2')") | ≥ 25 % |"
   echo
+  if [ -n "$baseline" ]; then
+    echo "## Against the reference stack (Flask + Flask-JWT-Extended, gunicorn sync × 2, PostgreSQL blocklist)"
+    echo
+    echo "| scenario | flask-seed, run 1 / run 2 | this service, run 1 / run 2 | ratio, run 1 / run 2 | target |"
+    echo "|---|---|---|---|---|"
+    for s in me refresh; do
+      t=$([ "$s" = me ] && echo "≥ 8×" || echo "≥ 5×")
+      f1=$(rps "$s" "flask-seed run 1"); f2=$(rps "$s" "flask-seed run 2")
+      echo "| $s | $f1 / $f2 req/s | $(rps "$s" 'run 1') / $(rps "$s" 'run 2') req/s | $(awk -v a="$(rps "$s" 'run 1')" -v b="$f1" 'BEGIN {printf "%.1f×", a/b}') / $(awk -v a="$(rps "$s" 'run 2')" -v b="$f2" 'BEGIN {printf "%.1f×", a/b}') | $t |"
+    done
+    echo
+    echo "flask-seed has no reuse detection: its refresh only blocklists the spent token."
+    echo
+  else
+    echo "(The reference Flask stack was not measured: it needs ../shared/baselines/flask-seed and Debian's python3-flask, python3-python-flask-jwt-extended, python3-psycopg2 and gunicorn.)"
+    echo
+  fi
   echo "## Logins under overload"
   echo
   o=$(row login "4x overload"); k=$(row login "1000 concurrent")
