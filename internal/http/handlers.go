@@ -183,27 +183,25 @@ func handleChangePassword(log *slog.Logger, svc *auth.Service) http.HandlerFunc 
 	}
 }
 
-func handleAdminUsers(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
-	type response struct {
-		Users      []userView `json:"users"`
-		NextCursor *string    `json:"next_cursor"`
-	}
+// handlePage serves a cursor-paged listing as {"<key>": [...], "next_cursor": ...}.
+func handlePage[T, V any](log *slog.Logger, key string,
+	list func(context.Context, auth.Principal, int, string) ([]T, string, error), view func(T) V) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		limit, cursor, err := page(r)
 		if err != nil {
 			writeError(w, r, log, err)
 			return
 		}
-		users, next, err := svc.ListUsers(r.Context(), principal(r), limit, cursor)
+		items, next, err := list(r.Context(), principal(r), limit, cursor)
 		if err != nil {
 			writeError(w, r, log, err)
 			return
 		}
-		out := response{Users: make([]userView, len(users)), NextCursor: nullable(next)}
-		for i, u := range users {
-			out.Users[i] = viewUser(u)
+		out := make([]V, len(items))
+		for i, it := range items {
+			out[i] = view(it)
 		}
-		writeJSON(w, http.StatusOK, out)
+		writeJSON(w, http.StatusOK, map[string]any{key: out, "next_cursor": nullable(next)})
 	}
 }
 
@@ -250,35 +248,14 @@ type eventView struct {
 	Detail    map[string]any `json:"detail"`
 }
 
-// handleEvents serves an audit-trail listing: list is MyEvents or AllEvents.
-func handleEvents(log *slog.Logger, list func(context.Context, auth.Principal, int, string) ([]auth.Event, string, error)) http.HandlerFunc {
-	type response struct {
-		Events     []eventView `json:"events"`
-		NextCursor *string     `json:"next_cursor"`
+func viewEvent(e auth.Event) eventView {
+	detail := e.Detail
+	if detail == nil {
+		detail = map[string]any{}
 	}
-	return func(w http.ResponseWriter, r *http.Request) {
-		limit, cursor, err := page(r)
-		if err != nil {
-			writeError(w, r, log, err)
-			return
-		}
-		events, next, err := list(r.Context(), principal(r), limit, cursor)
-		if err != nil {
-			writeError(w, r, log, err)
-			return
-		}
-		out := response{Events: make([]eventView, len(events)), NextCursor: nullable(next)}
-		for i, e := range events {
-			detail := e.Detail
-			if detail == nil {
-				detail = map[string]any{}
-			}
-			out.Events[i] = eventView{ID: strconv.FormatInt(e.ID, 10), Event: e.Type, CreatedAt: e.At,
-				UserID: nullable(e.UserID), SessionID: nullable(e.SessionID), IP: e.Client.IP,
-				UserAgent: e.Client.UserAgent, RequestID: e.Client.RequestID, Detail: detail}
-		}
-		writeJSON(w, http.StatusOK, out)
-	}
+	return eventView{ID: strconv.FormatInt(e.ID, 10), Event: e.Type, CreatedAt: e.At,
+		UserID: nullable(e.UserID), SessionID: nullable(e.SessionID), IP: e.Client.IP,
+		UserAgent: e.Client.UserAgent, RequestID: e.Client.RequestID, Detail: detail}
 }
 
 func handleAdminLogoutUser(log *slog.Logger, svc *auth.Service) http.HandlerFunc {

@@ -25,10 +25,10 @@ func addRoutes(r chi.Router, d Deps) {
 		r.With(authed).Get("/sessions", handleSessions(d.Log, d.Service))
 		r.With(authed).Delete("/sessions/{id}", handleDeleteSession(d.Log, d.Service))
 		r.With(authed).Post("/password", handleChangePassword(d.Log, d.Service))
-		r.With(authed).Get("/me/events", handleEvents(d.Log, d.Service.MyEvents))
+		r.With(authed).Get("/me/events", handlePage(d.Log, "events", d.Service.MyEvents, viewEvent))
 
-		r.With(authed).Get("/admin/users", handleAdminUsers(d.Log, d.Service))
+		r.With(authed).Get("/admin/users", handlePage(d.Log, "users", d.Service.ListUsers, viewUser))
 		r.With(authed).Post("/admin/users/{id}/logout", handleAdminLogoutUser(d.Log, d.Service))
-		r.With(authed).Get("/admin/events", handleEvents(d.Log, d.Service.AllEvents))
+		r.With(authed).Get("/admin/events", handlePage(d.Log, "events", d.Service.AllEvents, viewEvent))
 	})
 }
