@@ -101,7 +101,7 @@ func Migrator(pool *pgxpool.Pool) (*migrate.Migrate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: migrations: %w", err)
 	}
-	db := stdlib.OpenDB(*pool.Config().ConnConfig)
+	db := stdlib.OpenDB(*migrationConnConfig(pool))
 	drv, err := pgxmigrate.WithInstance(db, &pgxmigrate.Config{})
 	if err != nil {
 		db.Close()
@@ -113,6 +113,15 @@ func Migrator(pool *pgxpool.Pool) (*migrate.Migrate, error) {
 		return nil, fmt.Errorf("store: migrate: %w", err)
 	}
 	return m, nil
+}
+
+// migrationConnConfig is the pool's connection config without its
+// statement_timeout: schema changes may take longer than a request's
+// statement may (building an index on a large table, say).
+func migrationConnConfig(pool *pgxpool.Pool) *pgx.ConnConfig {
+	cfg := pool.Config().ConnConfig.Copy()
+	delete(cfg.RuntimeParams, "statement_timeout")
+	return cfg
 }
 
 // Migrate applies every pending migration.

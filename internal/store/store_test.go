@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/acme/accounts/internal/auth"
 	"github.com/acme/accounts/internal/store"
@@ -111,5 +112,23 @@ func TestPurgeEventsKeepsRecentOnes(t *testing.T) {
 	left, err := s.ListEvents(ctx, "", 0, 10)
 	if err != nil || len(left) != 1 || left[0].Detail["n"] != float64(2) {
 		t.Fatalf("left = %+v, %v", left, err)
+	}
+}
+
+func TestMigrationsIgnoreTheStatementTimeout(t *testing.T) {
+	t.Parallel()
+	pool, err := store.Open(ctx, testdb.URL(t), store.PoolOptions{StatementTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	const slow = `SELECT pg_sleep(0.2)`
+	if _, err := pool.Exec(ctx, slow); err == nil {
+		t.Fatal("a 200 ms statement ran on a pool with a 50 ms statement_timeout")
+	}
+	db := stdlib.OpenDB(*store.MigrationConnConfig(pool))
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, slow); err != nil {
+		t.Fatalf("the migrations' connection kept the timeout: %v", err)
 	}
 }

@@ -1,0 +1,4 @@
+package store
+
+// MigrationConnConfig is exported for tests.
+var MigrationConnConfig = migrationConnConfig
