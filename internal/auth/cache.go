@@ -67,12 +67,6 @@ func (b *boundedMap[V]) clear() {
 	b.mu.Unlock()
 }
 
-func (b *boundedMap[V]) len() int {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return len(b.m)
-}
-
 // userCache holds users for /v1/me. A fill that raced an invalidation is
 // dropped: put stores only if no invalidation happened since generation().
 type userCache struct {
