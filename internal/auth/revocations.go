@@ -52,7 +52,8 @@ type Revocations struct {
 	now    func() time.Time
 	window time.Duration // longest access-token life plus leeway
 	log    *slog.Logger
-	// OnUserChanged is called for UserChanged and RevocationsAll, to drop cached users.
+	// onUserChanged is called for UserChanged (one user) and RevocationsAll
+	// (every user, at each snapshot), to drop cached users.
 	onUserChanged func(userID string)
 
 	mu       sync.RWMutex

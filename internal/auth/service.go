@@ -211,10 +211,9 @@ func (s *Service) UseRevocations(r *Revocations) {
 func (s *Service) revoke(vs ...Revocation) {
 	for _, v := range vs {
 		s.metrics.Revoked(v.Kind)
+		// Without revocations nothing is cached: Me reads the database.
 		if s.revocations != nil {
 			s.revocations.Apply(v)
-		} else if v.Kind == UserChanged {
-			s.users.invalidate(v.ID)
 		}
 	}
 }
