@@ -54,7 +54,7 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	defer m.Close()
 	switch action {
 	case "up":
-		err = m.Up()
+		err = store.Up(m)
 	case "down":
 		err = m.Down()
 	}
@@ -155,7 +155,7 @@ func newKeyRing(ctx context.Context, cfg Config, st *store.Store, log *slog.Logg
 	}
 	return auth.NewKeyRing(ctx, auth.KeyConfig{
 		Alg: cfg.JWTAlg, HMACSecret: cfg.JWTSecret, KEK: cfg.KEK,
-		Retention: cfg.AccessTTL + cfg.Leeway + auth.KeyReloadInterval,
+		Retention: auth.RevocationWindow(cfg.AccessTTL, cfg.Leeway) + auth.KeyReloadInterval,
 	}, st, timeNow)
 }
 
@@ -169,7 +169,8 @@ func newService(ctx context.Context, cfg Config, st *store.Store, log *slog.Logg
 		AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, SessionMaxAge: cfg.SessionMaxAge,
 		ReuseGrace: cfg.ReuseGrace, PasswordMinLength: cfg.PasswordMinLength, Argon2: cfg.Argon2,
 		HashSlots: hashSlots(cfg.Argon2), HashWait: hashWait,
-		LoginLimit: cfg.LoginRateLimit, IPLimit: cfg.IPRateLimit,
+		LoginLimit: cfg.LoginRateLimit, IPLimit: cfg.IPRateLimit, GlobalLimit: cfg.GlobalRateLimit,
+		MaxSessions: cfg.MaxSessions,
 	}, log, timeNow)
 	return svc, ring, err
 }

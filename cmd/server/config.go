@@ -28,6 +28,8 @@ type Config struct {
 	Leeway            time.Duration
 	LoginRateLimit    auth.RateLimit
 	IPRateLimit       auth.RateLimit
+	GlobalRateLimit   auth.RateLimit
+	MaxSessions       int
 	PasswordMinLength int
 	Argon2            auth.Argon2Params
 	JWTAlg            string
@@ -49,10 +51,6 @@ type Config struct {
 	DebugAddr         string
 }
 
-// maxAccessTTL is the longest access-token lifetime accepted without
-// ACCESS_TOKEN_TTL_FORCE=true (RFC 6750 §5.3: one hour or less).
-const maxAccessTTL = time.Hour
-
 // loadConfig parses and validates the environment. Every bad variable is
 // named in the one error returned.
 func loadConfig(getenv func(string) string) (Config, error) {
@@ -69,6 +67,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		Leeway:            p.duration("JWT_LEEWAY", "5s", 0),
 		LoginRateLimit:    p.rate("LOGIN_RATE_LIMIT", "10/15m"),
 		IPRateLimit:       p.rate("IP_RATE_LIMIT", "300/1m"),
+		GlobalRateLimit:   p.rate("GLOBAL_RATE_LIMIT", "0"),
+		MaxSessions:       p.integer("MAX_SESSIONS_PER_USER", "100", 0, 1_000_000),
 		PasswordMinLength: p.integer("PASSWORD_MIN_LENGTH", "12", 1, 1024),
 		Argon2: auth.Argon2Params{
 			MemoryKiB: uint32(p.integer("ARGON2_MEMORY_KIB", "19456", 8, 4<<20)),
@@ -89,8 +89,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	if c.StatementCache != "prepare" && c.StatementCache != "describe" && c.StatementCache != "off" {
 		p.fail("DATABASE_STATEMENT_CACHE", "must be prepare, describe (PgBouncer in transaction mode) or off")
 	}
-	if c.AccessTTL > maxAccessTTL && !p.boolean("ACCESS_TOKEN_TTL_FORCE", "false") {
-		p.fail("ACCESS_TOKEN_TTL", fmt.Sprintf("%s is over %s; revocation waits for expiry, so set ACCESS_TOKEN_TTL_FORCE=true if you mean it", c.AccessTTL, maxAccessTTL))
+	if c.AccessTTL > auth.DefaultMaxAccessTTL && !p.boolean("ACCESS_TOKEN_TTL_FORCE", "false") {
+		p.fail("ACCESS_TOKEN_TTL", fmt.Sprintf("%s is over %s; revocation waits for expiry, so set ACCESS_TOKEN_TTL_FORCE=true if you mean it", c.AccessTTL, auth.DefaultMaxAccessTTL))
 	}
 	if !auth.ValidAlg(c.JWTAlg) {
 		p.fail("JWT_ALG", "must be EdDSA, ES256, RS256 or HS256")
@@ -225,7 +225,7 @@ func (p *envParser) rate(name, def string) auth.RateLimit {
 	count, err1 := strconv.Atoi(n)
 	window, err2 := time.ParseDuration(w)
 	if !ok || err1 != nil || err2 != nil || count < 1 || window <= 0 {
-		p.fail(name, fmt.Sprintf("%q is not COUNT/DURATION (for example %s) or 0", s, def))
+		p.fail(name, fmt.Sprintf("%q is not COUNT/DURATION (for example 300/1m) or 0", s))
 		return auth.RateLimit{}
 	}
 	return auth.RateLimit{N: count, Window: window}

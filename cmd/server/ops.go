@@ -36,6 +36,13 @@ func registerGauges(m *httpapi.Metrics, st *store.Store, rev *auth.Revocations) 
 			}
 			return 0
 		})
+	m.Gauge("accounts_revocations_heartbeat_age_seconds", "Time since this instance's last heartbeat came back through its revocation listener (-1 while not synced); over 3 s the listener is taken for dead.",
+		func() float64 {
+			if a := rev.HeartbeatAge(); a >= 0 {
+				return a.Seconds()
+			}
+			return -1
+		})
 	m.Gauge("accounts_revocations_lag_seconds", "Time since the revocation state last heard from the database (-1 while not synced).",
 		func() float64 {
 			if l := rev.Lag(); l >= 0 {

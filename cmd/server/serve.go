@@ -33,6 +33,10 @@ const (
 	// revocationResync is how often the in-memory revocation state is
 	// reloaded in full, in case a notification was ever missed.
 	revocationResync = 30 * time.Second
+	// revocationHeartbeat is how often an instance sends itself a message
+	// through the database; a listener that has not delivered one for three
+	// of these is taken for dead (fail closed) and reconnected.
+	revocationHeartbeat = time.Second
 )
 
 // setMemoryLimit gives the Go runtime a soft memory limit, unless the
@@ -85,7 +89,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	revocations := auth.NewRevocations(st, cfg.AccessTTL+cfg.Leeway, log, timeNow)
+	revocations := auth.NewRevocations(st, auth.RevocationWindow(cfg.AccessTTL, cfg.Leeway), log, timeNow)
 	svc.UseRevocations(revocations)
 
 	metrics := httpapi.NewMetrics()
@@ -122,7 +126,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
 	go background(bg, log, st, ring, cfg.AuditRetention)
-	go revocations.Run(bg, revocationResync)
+	go revocations.Run(bg, revocationResync, revocationHeartbeat)
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(cfg.DebugAddr, log)
 		if err != nil {

@@ -31,6 +31,11 @@ var (
 	ErrForbidden          = errors.New("forbidden")
 	ErrNotFound           = errors.New("not found")
 	ErrUnavailable        = errors.New("service unavailable")
+	// ErrCredentialsChanged is a store's answer to a change conditional on
+	// credentials that are no longer current (a password changed, or every
+	// session ended, since they were read). Use cases turn it into one of
+	// the errors above.
+	ErrCredentialsChanged = errors.New("credentials changed")
 )
 
 // ValidationError is a bad input, with what is wrong per field.
@@ -59,6 +64,10 @@ type User struct {
 	Role         string
 	CreatedAt    time.Time
 	PasswordHash string
+	// SessionEpoch moves whenever every session of the user must end
+	// (password change, logout everywhere): a login opens its session only
+	// if the epoch it read is still current.
+	SessionEpoch int64
 }
 
 // Session is one login: a family of refresh tokens.

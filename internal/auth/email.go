@@ -5,18 +5,26 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
-// NormalizeEmail trims email and checks that it is one plain address
-// (local@domain, no display name, quotes, brackets, spaces or control
-// characters, at most 254 bytes with a local part of at most 64).
-// Case is kept as given; lookups compare case-insensitively.
+// NormalizeEmail trims email, puts it in Unicode NFC (so that "rené"
+// typed precomposed or decomposed is one address), and checks that it is
+// one plain address (local@domain, no display name, quotes, brackets,
+// spaces or control characters, at most 254 bytes with a local part of at
+// most 64). Case is kept as given; lookups compare case-insensitively.
+// Returns *ValidationError.
 func NormalizeEmail(email string) (string, error) {
 	e := strings.TrimSpace(email)
 	if e == "" {
 		return "", Invalid("email", "is required")
 	}
-	if len(e) > 254 || !utf8.ValidString(e) {
+	if len(e) > 4*254 || !utf8.ValidString(e) {
+		return "", Invalid("email", "is not a valid email address")
+	}
+	e = norm.NFC.String(e)
+	if len(e) > 254 {
 		return "", Invalid("email", "is not a valid email address")
 	}
 	for _, r := range e {

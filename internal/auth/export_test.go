@@ -7,3 +7,18 @@ import "context"
 func (t *Tokens) ParseUncached(ctx context.Context, raw string) (Principal, error) {
 	return t.parse(ctx, raw)
 }
+
+// Hooks are the points where a test can stop a use case (see hooks).
+type Hooks struct {
+	BeforeRehash      func()
+	BeforeOpenSession func()
+	OnHash            func(Argon2Params)
+}
+
+// SetHooks installs test hooks on s.
+func (s *Service) SetHooks(h Hooks) {
+	s.hooks = hooks{beforeRehash: h.BeforeRehash, beforeOpenSession: h.BeforeOpenSession, onHash: h.OnHash}
+}
+
+// Resync loads a fresh snapshot and prunes, as the periodic resync does.
+func (r *Revocations) Resync(ctx context.Context) error { return r.load(ctx) }

@@ -96,9 +96,24 @@ type KeyRing struct {
 	current *verifyKey
 	loaded  time.Time
 
+	// reloadMu serialises the reloads that unknown kids trigger;
+	// lastReload is the last one that succeeded, lastTry the last attempt.
 	reloadMu   sync.Mutex
 	lastReload time.Time
+	lastTry    time.Time
 }
+
+const (
+	// kidReloadEvery bounds the reloads unknown kids can trigger: at most
+	// one successful reload a second, whatever the traffic.
+	kidReloadEvery = time.Second
+	// kidRetryAfter is how soon a failed reload may be tried again, so that
+	// one failure does not leave a newly rotated key unknown for a second.
+	kidRetryAfter = 100 * time.Millisecond
+	// kidReloadTimeout bounds a reload; it runs apart from the request
+	// that triggered it, which may be gone before it finishes.
+	kidReloadTimeout = 5 * time.Second
+)
 
 // NewKeyRing loads the keys of cfg.Alg, making the first one when there is
 // none. With HS256 the only key is cfg.HMACSecret and nothing is stored.
@@ -179,7 +194,10 @@ func (kr *KeyRing) ReloadIfStale(ctx context.Context) error {
 
 // lookup returns the key for kid. An unknown kid makes the ring read the
 // database again, at most once a second, so that a key rotated in by another
-// instance verifies at once.
+// instance verifies at once. The reload does not run on the request's
+// context (a client that hangs up, or a stream of junk kids sent with
+// short deadlines, must not cancel it), and only a reload that succeeded
+// spends the second: a failed one may be retried after kidRetryAfter.
 func (kr *KeyRing) lookup(ctx context.Context, kid string) *verifyKey {
 	kr.mu.RLock()
 	k := kr.keys[kid]
@@ -188,9 +206,13 @@ func (kr *KeyRing) lookup(ctx context.Context, kid string) *verifyKey {
 		return k
 	}
 	kr.reloadMu.Lock()
-	if now := kr.now(); now.Sub(kr.lastReload) >= time.Second {
-		kr.lastReload = now
-		_ = kr.Reload(ctx) // on failure the old keys stay; the token is refused
+	if now := kr.now(); now.Sub(kr.lastReload) >= kidReloadEvery && now.Sub(kr.lastTry) >= kidRetryAfter {
+		kr.lastTry = now
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kidReloadTimeout)
+		if err := kr.Reload(rctx); err == nil {
+			kr.lastReload = now
+		}
+		cancel()
 	}
 	kr.reloadMu.Unlock()
 	kr.mu.RLock()

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -26,6 +27,18 @@ type RateLimitError struct {
 func (e *RateLimitError) Error() string        { return "too many requests" }
 func (e *RateLimitError) Is(target error) bool { return target == ErrTooManyRequests }
 
+// RateHit is one event to count against Key in a fixed window of Window.
+type RateHit struct {
+	Key    string
+	Window time.Duration
+}
+
+// RateCount is a key's count in its current window, this event included.
+type RateCount struct {
+	N         int
+	WindowEnd time.Time
+}
+
 // limitKey hashes what a counter is keyed on, so that the table holds no
 // email or address in the clear.
 func limitKey(kind, value string) string {
@@ -33,8 +46,35 @@ func limitKey(kind, value string) string {
 	return kind + ":" + hex.EncodeToString(sum[:16])
 }
 
-func loginLimitKey(email string) string {
-	return limitKey("login", strings.ToLower(strings.TrimSpace(email)))
+// emailKey is the form of an address that limits are keyed on: the
+// normalised address, lower-cased, or the input as typed when it is no
+// address at all (so that garbage is limited too).
+func emailKey(email string) string {
+	if e, err := NormalizeEmail(email); err == nil {
+		return strings.ToLower(e)
+	}
+	return strings.ToLower(strings.TrimSpace(email))
+}
+
+func loginLimitKey(email string) string { return limitKey("login", emailKey(email)) }
+
+// ipBucket is what IP limits are keyed on: an IPv4 address, or the /64 of
+// an IPv6 one (a single host is routinely given a whole /64, so keying the
+// exact address would give it 2^64 buckets).
+func ipBucket(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, err := a.WithZone("").Prefix(64)
+	if err != nil {
+		return a.String()
+	}
+	return p.String()
 }
 
 func (s *Service) limited(retryAt time.Time) error {
@@ -46,65 +86,84 @@ func (s *Service) limited(retryAt time.Time) error {
 }
 
 // recordLimited writes the audit event once per window, when a limit is
-// first reached, so that a flood of refused requests is not also a flood
+// first exceeded, so that a flood of refused requests is not also a flood
 // of audit writes.
 func (s *Service) recordLimited(ctx context.Context, limit string, c Client) {
 	s.record(ctx, Event{Type: EventRateLimited, Client: c, Detail: map[string]any{"limit": limit}})
 }
 
-// checkLoginLimit refuses a login for an email that has had LoginLimit.N
-// failures in the current window, before any hashing. It counts failures
-// for every email, existing or not, so a 429 reveals nothing about accounts.
-// A correct password is refused too while the window lasts: otherwise the
-// limit would not stop guessing. That makes a temporary, window-long
-// lockout possible for anyone who knows an email; it ends on its own and
-// other emails are unaffected (see README, "Rate limits").
-func (s *Service) checkLoginLimit(ctx context.Context, key string, c Client) error {
-	if s.cfg.LoginLimit.N == 0 {
+// attempt is one password check counted against a limit before it is made.
+type attempt struct {
+	key       string
+	windowEnd time.Time
+}
+
+// reserve counts one attempt against key before any hashing, so that N
+// concurrent attempts evaluate at most limit.N: the count is taken
+// atomically in PostgreSQL, and past the limit the attempt is refused
+// with a *RateLimitError. The caller releases the reservation when the
+// attempt turns out not to be a failure (a right password, or no answer).
+// A zero limit reserves nothing.
+func (s *Service) reserve(ctx context.Context, limit RateLimit, name, key string, c Client) (*attempt, error) {
+	if limit.N == 0 {
+		return nil, nil
+	}
+	counts, err := s.store.HitRateLimits(ctx, []RateHit{{Key: key, Window: limit.Window}}, s.now())
+	if err != nil {
+		return nil, err
+	}
+	n := counts[0]
+	if n.N > limit.N {
+		if n.N == limit.N+1 {
+			s.recordLimited(ctx, name, c)
+		}
+		return nil, s.limited(n.WindowEnd)
+	}
+	return &attempt{key: key, windowEnd: n.WindowEnd}, nil
+}
+
+// release gives a reservation back: the attempt was not a failure.
+func (s *Service) release(ctx context.Context, a *attempt) {
+	if a == nil {
+		return
+	}
+	if err := s.store.ReleaseRateLimit(context.WithoutCancel(ctx), a.key, a.windowEnd); err != nil {
+		s.log.Error("release rate limit", "err", err)
+	}
+}
+
+// AllowRequest counts one request to an unauthenticated endpoint (signup,
+// login, refresh, the email endpoints) against the client's IP
+// (IP_RATE_LIMIT, IPv6 by /64) and against every client together
+// (GLOBAL_RATE_LIMIT), in one statement. Returns a *RateLimitError past
+// either.
+func (s *Service) AllowRequest(ctx context.Context, c Client) error {
+	var hits []RateHit
+	var names []string
+	var limits []RateLimit
+	if s.cfg.IPLimit.N > 0 {
+		hits = append(hits, RateHit{Key: limitKey("ip", ipBucket(c.IP)), Window: s.cfg.IPLimit.Window})
+		names, limits = append(names, "ip"), append(limits, s.cfg.IPLimit)
+	}
+	if s.cfg.GlobalLimit.N > 0 {
+		hits = append(hits, RateHit{Key: "global", Window: s.cfg.GlobalLimit.Window})
+		names, limits = append(names, "global"), append(limits, s.cfg.GlobalLimit)
+	}
+	if len(hits) == 0 {
 		return nil
 	}
-	n, end, err := s.store.PeekRateLimit(ctx, key, s.now())
+	counts, err := s.store.HitRateLimits(ctx, hits, s.now())
 	if err != nil {
 		return err
 	}
-	if n >= s.cfg.LoginLimit.N {
-		return s.limited(end)
+	var refused error
+	for i, n := range counts {
+		if n.N == limits[i].N+1 {
+			s.recordLimited(ctx, names[i], c)
+		}
+		if n.N > limits[i].N && refused == nil {
+			refused = s.limited(n.WindowEnd)
+		}
 	}
-	return nil
-}
-
-// loginFailed records a failed login and counts it against the email.
-func (s *Service) loginFailed(ctx context.Context, key string, e Event) {
-	s.record(ctx, e)
-	if s.cfg.LoginLimit.N == 0 {
-		return
-	}
-	n, _, err := s.store.HitRateLimit(context.WithoutCancel(ctx), key, s.cfg.LoginLimit.Window, s.now())
-	if err != nil {
-		s.log.Error("count failed login", "err", err)
-		return
-	}
-	if n == s.cfg.LoginLimit.N {
-		s.recordLimited(ctx, "login", e.Client)
-	}
-}
-
-// AllowIP counts one request to signup, login or refresh against the
-// client's IP. Returns a *RateLimitError past IPLimit.
-func (s *Service) AllowIP(ctx context.Context, c Client) error {
-	if s.cfg.IPLimit.N == 0 {
-		return nil
-	}
-	key := limitKey("ip", c.IP)
-	n, end, err := s.store.HitRateLimit(ctx, key, s.cfg.IPLimit.Window, s.now())
-	if err != nil {
-		return err
-	}
-	if n == s.cfg.IPLimit.N+1 {
-		s.recordLimited(ctx, "ip", c)
-	}
-	if n > s.cfg.IPLimit.N {
-		return s.limited(end)
-	}
-	return nil
+	return refused
 }

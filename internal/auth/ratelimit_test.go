@@ -62,18 +62,18 @@ func TestIPRateLimit(t *testing.T) {
 	}})
 	a, b := auth.Client{IP: "192.0.2.10"}, auth.Client{IP: "192.0.2.11"}
 	for range 2 {
-		if err := k.Service.AllowIP(ctx, a); err != nil {
+		if err := k.Service.AllowRequest(ctx, a); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := k.Service.AllowIP(ctx, a); !errors.Is(err, auth.ErrTooManyRequests) {
+	if err := k.Service.AllowRequest(ctx, a); !errors.Is(err, auth.ErrTooManyRequests) {
 		t.Fatalf("3rd request: %v", err)
 	}
-	if err := k.Service.AllowIP(ctx, b); err != nil {
+	if err := k.Service.AllowRequest(ctx, b); err != nil {
 		t.Fatalf("another IP: %v", err)
 	}
 	k.Clock.Advance(time.Minute)
-	if err := k.Service.AllowIP(ctx, a); err != nil {
+	if err := k.Service.AllowRequest(ctx, a); err != nil {
 		t.Fatalf("next window: %v", err)
 	}
 }

@@ -2,6 +2,9 @@ package auth
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -18,6 +21,10 @@ const (
 	UserCutoff     RevocationKind = 'u' // every access token of a user issued before At
 	UserChanged    RevocationKind = 'r' // the user's role or email changed: drop cached copies
 	RevocationsAll RevocationKind = '*' // a resync: drop every cached user
+	// Heartbeat is not a revocation: an instance's own message, sent through
+	// the database, whose return proves its listener still delivers. Its
+	// ID is the sending instance's nonce.
+	Heartbeat RevocationKind = 'h'
 )
 
 // Revocation is one revocation, as the database announces it.
@@ -39,6 +46,8 @@ type RevocationSource interface {
 	// listens, then calls on for each one until ctx ends or the connection
 	// fails (its error is returned).
 	ListenRevocations(ctx context.Context, ready func(), on func(Revocation)) error
+	// SendHeartbeat announces a Heartbeat with this nonce to every listener.
+	SendHeartbeat(ctx context.Context, nonce string) error
 }
 
 // Revocations is the revocation state of the database, kept in memory so
@@ -63,11 +72,18 @@ type Revocations struct {
 
 	synced   atomic.Bool
 	lastSync atomic.Int64 // unix nanos of the last snapshot or notification
+	// nonce tells this instance's heartbeats from others'; lastBeat is
+	// when the last one came back (unix nanos, wall clock).
+	nonce    string
+	lastBeat atomic.Int64
 }
 
-// NewRevocations returns an empty, unsynced state; Run fills it.
+// NewRevocations returns an empty, unsynced state; Run fills it. window is
+// how long a revocation is remembered (RevocationWindow).
 func NewRevocations(src RevocationSource, window time.Duration, log *slog.Logger, now func() time.Time) *Revocations {
-	return &Revocations{src: src, now: now, window: window, log: log,
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return &Revocations{src: src, now: now, window: window, log: log, nonce: hex.EncodeToString(b),
 		jtis: map[string]time.Time{}, sessions: map[string]time.Time{}, cutoffs: map[string]time.Time{}}
 }
 
@@ -99,6 +115,11 @@ func (r *Revocations) Check(p Principal) (revoked, ok bool) {
 // revocations, so that they hold here before the notification returns).
 func (r *Revocations) Apply(v Revocation) {
 	switch v.Kind {
+	case Heartbeat:
+		if v.ID == r.nonce {
+			r.lastBeat.Store(time.Now().UnixNano())
+		}
+		return
 	case UserChanged, RevocationsAll:
 		if r.onUserChanged != nil {
 			r.onUserChanged(v.ID)
@@ -135,6 +156,15 @@ func (r *Revocations) Lag() time.Duration {
 	return time.Since(time.Unix(0, r.lastSync.Load()))
 }
 
+// HeartbeatAge is how long ago this instance's last heartbeat came back
+// through its listener; -1 while it is not synced.
+func (r *Revocations) HeartbeatAge() time.Duration {
+	if !r.synced.Load() {
+		return -1
+	}
+	return time.Since(time.Unix(0, r.lastBeat.Load()))
+}
+
 // load merges a snapshot (revocations only ever add, so a notification
 // that raced the snapshot is never lost) and drops what can no longer matter.
 func (r *Revocations) load(ctx context.Context) error {
@@ -169,25 +199,36 @@ func (r *Revocations) prune() {
 	}
 }
 
-// Run keeps the state in step with the database until ctx ends:
-// listen, load a snapshot, apply notifications, resync every resync
-// interval, and on a lost connection mark the state untrusted and
-// reconnect with back-off.
-func (r *Revocations) Run(ctx context.Context, resync time.Duration) {
+// errSilentListener is a listener whose connection stopped delivering
+// without being closed: no heartbeat came back in time.
+var errSilentListener = errors.New("revocation listener silent: no heartbeat came back")
+
+// Run keeps the state in step with the database until ctx ends: listen,
+// load a snapshot, apply notifications, resync every resync interval, and
+// send a heartbeat through the database every heartbeat interval. When the
+// connection is lost, or stops delivering without being closed (a NAT or
+// balancer dropping the flow, a half-open socket after a failover), so that
+// no heartbeat has come back for three intervals, the state is marked
+// untrusted (every token is then checked against the database) and the
+// listener reconnects with back-off.
+func (r *Revocations) Run(ctx context.Context, resync, heartbeat time.Duration) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		lctx, cancel := context.WithCancel(ctx)
 		ready := make(chan struct{})
 		done := make(chan error, 1)
+		exited := make(chan struct{})
 		go func() {
+			defer close(exited)
 			done <- r.src.ListenRevocations(lctx, func() { close(ready) }, func(v Revocation) {
 				r.Apply(v)
 				r.lastSync.Store(time.Now().UnixNano())
 			})
 		}()
-		err := r.serve(lctx, ready, done, resync)
-		cancel()
+		err := r.serve(lctx, ready, done, resync, heartbeat)
 		r.synced.Store(false)
+		cancel()
+		<-exited // the old connection is closed before a new one is opened
 		if ctx.Err() != nil {
 			return
 		}
@@ -201,25 +242,50 @@ func (r *Revocations) Run(ctx context.Context, resync time.Duration) {
 	}
 }
 
-func (r *Revocations) serve(ctx context.Context, ready <-chan struct{}, done <-chan error, resync time.Duration) error {
+func (r *Revocations) serve(ctx context.Context, ready <-chan struct{}, done <-chan error, resync, heartbeat time.Duration) error {
 	select {
 	case <-ready:
 	case err := <-done:
 		return err
 	}
+	r.lastBeat.Store(time.Now().UnixNano())
 	if err := r.load(ctx); err != nil {
 		return err
 	}
 	r.synced.Store(true)
 	t := time.NewTicker(resync)
 	defer t.Stop()
-	for {
+	// Check twice per interval, send once: a silent listener is found
+	// within 3.5 intervals of its last delivery.
+	beat := time.NewTicker(heartbeat / 2)
+	defer beat.Stop()
+	sending := make(chan struct{}, 1)
+	for odd := false; ; odd = !odd {
 		select {
 		case err := <-done:
 			return err
 		case <-t.C:
 			if err := r.load(ctx); err != nil {
 				return err
+			}
+		case <-beat.C:
+			if time.Since(time.Unix(0, r.lastBeat.Load())) > 3*heartbeat {
+				return errSilentListener
+			}
+			if !odd {
+				continue
+			}
+			select {
+			case sending <- struct{}{}: // at most one heartbeat in flight
+				go func() {
+					defer func() { <-sending }()
+					hctx, cancel := context.WithTimeout(ctx, heartbeat)
+					defer cancel()
+					if err := r.src.SendHeartbeat(hctx, r.nonce); err != nil && ctx.Err() == nil {
+						r.log.Debug("revocation heartbeat not sent", "err", err)
+					}
+				}()
+			default:
 			}
 		}
 	}

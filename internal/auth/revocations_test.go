@@ -49,6 +49,7 @@ func TestRevocationReachesOtherInstancesWithinOneSecond(t *testing.T) {
 	a, b := twoInstances(t)
 	signupLogin(t, a, "spread@example.com")
 
+	admin := adminPrincipal(t, a)
 	cases := []struct {
 		name   string
 		revoke func(p auth.Principal) error
@@ -57,7 +58,7 @@ func TestRevocationReachesOtherInstancesWithinOneSecond(t *testing.T) {
 		{"logout all", func(p auth.Principal) error { return a.Service.LogoutAll(ctx, p, auth.Client{}) }},
 		{"session deleted", func(p auth.Principal) error { return a.Service.EndSession(ctx, p, p.SessionID, auth.Client{}) }},
 		{"admin logout", func(p auth.Principal) error {
-			return a.Service.AdminLogoutUser(ctx, auth.Principal{Role: auth.RoleAdmin}, p.UserID, auth.Client{})
+			return a.Service.AdminLogoutUser(ctx, admin, p.UserID, auth.Client{})
 		}},
 	}
 	for _, tc := range cases {
@@ -215,12 +216,14 @@ func TestForeignSessionRefusedWithoutTheDatabaseSayingSo(t *testing.T) {
 	pp := wantTokenLive(t, k, p.AccessToken)
 	// Signed with our own key, naming another user with our session (a
 	// leaked signing key could do this): refused, from memory.
-	forged, _, err := k.Tokens.Issue(other.ID, pp.SessionID, auth.RoleUser, time.Time{})
+	forgedIssued, err := k.Tokens.Issue(other.ID, pp.SessionID, auth.RoleUser, time.Time{})
+	forged := forgedIssued.Token
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantTokenDead(t, k, forged)
 	// And a session id that never existed is refused by the database check.
-	ghost, _, _ := k.Tokens.Issue(u.ID, "00000000-0000-4000-8000-00000000abcd", auth.RoleUser, time.Time{})
+	ghostIssued, _ := k.Tokens.Issue(u.ID, "00000000-0000-4000-8000-00000000abcd", auth.RoleUser, time.Time{})
+	ghost := ghostIssued.Token
 	wantTokenDead(t, k, ghost)
 }

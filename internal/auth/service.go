@@ -24,18 +24,23 @@ type Store interface {
 	UserByEmail(ctx context.Context, email string) (User, error)
 	// UserByID returns ErrNotFound.
 	UserByID(ctx context.Context, id string) (User, error)
-	// UpdatePasswordHash replaces a hash without touching sessions (rehash on login).
-	UpdatePasswordHash(ctx context.Context, userID, hash string, now time.Time) error
-	// ChangePassword replaces the hash and ends every session of the user
-	// but keepSessionID, returning the ids of the sessions it ended.
-	ChangePassword(ctx context.Context, userID, hash, keepSessionID string, now time.Time) ([]string, error)
+	// RehashPassword replaces oldHash, and only oldHash, with newHash
+	// without touching sessions (rehash on login); it reports whether it did.
+	RehashPassword(ctx context.Context, userID, oldHash, newHash string, now time.Time) (bool, error)
+	// ChangePassword replaces oldHash with newHash and ends every session of
+	// the user but keepSessionID, returning the ids of the sessions it
+	// ended. Returns ErrCredentialsChanged when the hash is no longer oldHash.
+	ChangePassword(ctx context.Context, userID, oldHash, newHash, keepSessionID string, now time.Time) ([]string, error)
 	// ListUsers pages by (created_at, id), after the cursor when it is not nil.
 	ListUsers(ctx context.Context, after *UserCursor, limit int) ([]User, error)
 	// SetRole returns ErrNotFound.
 	SetRole(ctx context.Context, email, role string, now time.Time) (User, error)
 
-	// CreateSession stores a session and its first refresh token.
-	CreateSession(ctx context.Context, s NewSession) error
+	// CreateSession stores a session and its first refresh token if the
+	// user's session epoch is still s.Epoch, then ends the user's least
+	// recently used sessions past s.MaxSessions, returning their ids.
+	// Returns ErrCredentialsChanged or ErrNotFound.
+	CreateSession(ctx context.Context, s NewSession) ([]string, error)
 	// RotateRefreshToken settles one refresh atomically; see RotateResult.
 	RotateRefreshToken(ctx context.Context, p RotateParams) (RotateResult, error)
 	// ListSessions returns the user's active sessions, newest first.
@@ -57,17 +62,23 @@ type Store interface {
 	// everyone's when userID is empty; only ids below beforeID when it is not 0.
 	ListEvents(ctx context.Context, userID string, beforeID int64, limit int) ([]Event, error)
 
-	// HitRateLimit counts one event against key in a fixed window and
-	// returns the count so far and when the window ends.
-	HitRateLimit(ctx context.Context, key string, window time.Duration, now time.Time) (int, time.Time, error)
-	// PeekRateLimit returns key's count in its current window without counting.
-	PeekRateLimit(ctx context.Context, key string, now time.Time) (int, time.Time, error)
+	// HitRateLimits counts one event against each hit's key in its fixed
+	// window, atomically, and returns the counts in the order of hits.
+	HitRateLimits(ctx context.Context, hits []RateHit, now time.Time) ([]RateCount, error)
+	// ReleaseRateLimit gives back one event counted against key in the
+	// window ending at windowEnd.
+	ReleaseRateLimit(ctx context.Context, key string, windowEnd time.Time) error
 }
 
 // NewSession is a login's session and first refresh token.
 type NewSession struct {
-	ID               string
-	UserID           string
+	ID     string
+	UserID string
+	// Epoch is the user's session epoch when the password was verified:
+	// the session is opened only if it is still current.
+	Epoch int64
+	// MaxSessions, when not 0, is how many live sessions the user may keep.
+	MaxSessions      int
 	Now              time.Time
 	ExpiresAt        time.Time
 	RefreshHash      []byte
@@ -137,11 +148,14 @@ const (
 	EventLogoutAll       = "logout_all"
 	EventSessionDeleted  = "session_deleted"
 	EventPasswordChanged = "password_changed"
-	EventRoleChanged     = "role_changed"
-	EventAdminLogout     = "admin_logout_user"
-	EventKeyRotated      = "key_rotated"
-	EventKeysResealed    = "keys_resealed"
-	EventRateLimited     = "rate_limited"
+	// EventPasswordChangeFailed is a wrong current password on a password
+	// change (or another re-authentication).
+	EventPasswordChangeFailed = "password_change_failed"
+	EventRoleChanged          = "role_changed"
+	EventAdminLogout          = "admin_logout_user"
+	EventKeyRotated           = "key_rotated"
+	EventKeysResealed         = "keys_resealed"
+	EventRateLimited          = "rate_limited"
 )
 
 // Config holds the service's rules.
@@ -156,10 +170,16 @@ type Config struct {
 	// long a request waits for a slot before ErrUnavailable.
 	HashSlots int
 	HashWait  time.Duration
-	// LoginLimit bounds failed logins per email; IPLimit bounds requests to
-	// signup, login and refresh per client IP. A zero N disables one.
-	LoginLimit RateLimit
-	IPLimit    RateLimit
+	// LoginLimit bounds failed logins per email, and (apart) wrong current
+	// passwords per user; IPLimit bounds requests to the unauthenticated
+	// endpoints per client IP (IPv6 by /64), GlobalLimit from all clients
+	// together. A zero N disables one.
+	LoginLimit  RateLimit
+	IPLimit     RateLimit
+	GlobalLimit RateLimit
+	// MaxSessions is how many live sessions a user may hold; a login past
+	// it ends the least recently used one. 0 disables the cap.
+	MaxSessions int
 }
 
 // Service implements the account use cases.
@@ -179,6 +199,21 @@ type Service struct {
 	// has ended is the revocation state's business.
 	sessions *boundedMap[string]
 	metrics  Metrics
+	hooks    hooks
+}
+
+// hooks let tests stop a use case between two of its steps, to replay an
+// interleaving deterministically. Nil hooks do nothing.
+type hooks struct {
+	beforeRehash      func()
+	beforeOpenSession func()
+	onHash            func(Argon2Params) // every argon2id run, dummy ones included
+}
+
+func runHook(f func()) {
+	if f != nil {
+		f()
+	}
 }
 
 // NewService wires the use cases. now is the clock (injected by tests).
@@ -245,12 +280,31 @@ func (s *Service) withHashSlot(ctx context.Context, fn func() error) error {
 func (s *Service) HashSlotsInUse() int { return len(s.slots) }
 
 func (s *Service) hash(ctx context.Context, pw string) (h string, err error) {
+	if s.hooks.onHash != nil {
+		s.hooks.onHash(s.cfg.Argon2)
+	}
 	err = s.withHashSlot(ctx, func() error { h, err = HashPassword(pw, s.cfg.Argon2); return err })
 	return h, err
 }
 
 func (s *Service) verify(ctx context.Context, pw, encoded string) (ok bool, err error) {
+	if s.hooks.onHash != nil {
+		p, _, _, _ := parsePHC(encoded)
+		s.hooks.onHash(p)
+	}
 	err = s.withHashSlot(ctx, func() error { ok, err = VerifyPassword(pw, encoded); return err })
+	return ok, err
+}
+
+// verifyFailure checks pw against a user's hash. A wrong password for a
+// hash made with other parameters than the current ones also spends one
+// hash at the current parameters, so that every failed login costs at
+// least what an unknown email's does and its timing tells nothing.
+func (s *Service) verifyFailure(ctx context.Context, pw, encoded string) (ok bool, err error) {
+	ok, err = s.verify(ctx, pw, encoded)
+	if err == nil && !ok && NeedsRehash(encoded, s.cfg.Argon2) {
+		_, err = s.verify(ctx, pw, s.dummy)
+	}
 	return ok, err
 }
 
@@ -297,8 +351,11 @@ func (s *Service) Signup(ctx context.Context, email, password string, c Client) 
 	return u, nil
 }
 
-// Login checks a password and opens a session.
-// Returns *ValidationError, ErrInvalidCredentials or ErrUnavailable.
+// Login checks a password and opens a session. The attempt is counted
+// against the email's LOGIN_RATE_LIMIT before any hashing (a right
+// password gives its count back), so that concurrent guesses evaluate at
+// most the limit.
+// Returns *ValidationError, ErrInvalidCredentials, *RateLimitError or ErrUnavailable.
 func (s *Service) Login(ctx context.Context, email, password string, c Client) (TokenPair, error) {
 	if strings.TrimSpace(email) == "" {
 		return TokenPair{}, Invalid("email", "is required")
@@ -309,41 +366,33 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 	if len(password) > MaxPasswordBytes {
 		return TokenPair{}, Invalid("password", fmt.Sprintf("must be at most %d bytes", MaxPasswordBytes))
 	}
-	limitKey := loginLimitKey(email)
-	if err := s.checkLoginLimit(ctx, limitKey, c); err != nil {
-		s.metrics.Login("limited")
-		return TokenPair{}, err
-	}
-	u, err := s.userForLogin(ctx, email)
-	if errors.Is(err, ErrNotFound) {
-		// Spend one hash anyway so that timing does not tell which emails exist.
-		if _, err := s.verify(ctx, password, s.dummy); err != nil {
-			return TokenPair{}, err
+	a, err := s.reserve(ctx, s.cfg.LoginLimit, "login", loginLimitKey(email), c)
+	if err != nil {
+		if errors.Is(err, ErrTooManyRequests) {
+			s.metrics.Login("limited")
 		}
-		s.metrics.Login("failed")
-		s.loginFailed(ctx, limitKey, Event{Type: EventLoginFailed, Client: c, Detail: map[string]any{"reason": "unknown_email"}})
-		return TokenPair{}, ErrInvalidCredentials
-	}
-	if err != nil {
 		return TokenPair{}, err
 	}
-	ok, err := s.verify(ctx, password, u.PasswordHash)
+	u, err := s.checkLogin(ctx, email, password, c)
 	if err != nil {
+		if !errors.Is(err, ErrInvalidCredentials) {
+			s.release(ctx, a) // not a guess that was evaluated
+		}
 		return TokenPair{}, err
 	}
-	if !ok {
-		s.metrics.Login("failed")
-		s.loginFailed(ctx, limitKey, Event{Type: EventLoginFailed, UserID: u.ID, Client: c, Detail: map[string]any{"reason": "wrong_password"}})
-		return TokenPair{}, ErrInvalidCredentials
-	}
+	s.release(ctx, a)
 	if NeedsRehash(u.PasswordHash, s.cfg.Argon2) {
-		if h, err := s.hash(ctx, password); err == nil {
-			if err := s.store.UpdatePasswordHash(ctx, u.ID, h, s.now()); err != nil {
-				s.log.Error("rehash not stored", "user_id", u.ID, "err", err)
-			}
-		}
+		s.rehash(ctx, &u, password)
 	}
+	runHook(s.hooks.beforeOpenSession)
 	pair, sid, err := s.openSession(ctx, u, c)
+	if errors.Is(err, ErrCredentialsChanged) {
+		// The password changed, or every session was ended, between the
+		// check and now: the session this login verified for is gone.
+		s.metrics.Login("failed")
+		s.record(ctx, Event{Type: EventLoginFailed, UserID: u.ID, Client: c, Detail: map[string]any{"reason": "credentials_changed"}})
+		return TokenPair{}, ErrInvalidCredentials
+	}
 	if err != nil {
 		return TokenPair{}, err
 	}
@@ -351,6 +400,53 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 	s.metrics.Login("ok")
 	s.record(ctx, Event{Type: EventLoginOK, UserID: u.ID, SessionID: sid, Client: c})
 	return pair, nil
+}
+
+// checkLogin finds the account and checks its password, spending one hash
+// at the current parameters on every failure. Returns ErrInvalidCredentials
+// for an unknown email or a wrong password.
+func (s *Service) checkLogin(ctx context.Context, email, password string, c Client) (User, error) {
+	u, err := s.userForLogin(ctx, email)
+	if errors.Is(err, ErrNotFound) {
+		// Spend one hash anyway so that timing does not tell which emails exist.
+		if _, err := s.verify(ctx, password, s.dummy); err != nil {
+			return User{}, err
+		}
+		s.metrics.Login("failed")
+		s.record(ctx, Event{Type: EventLoginFailed, Client: c, Detail: map[string]any{"reason": "unknown_email"}})
+		return User{}, ErrInvalidCredentials
+	}
+	if err != nil {
+		return User{}, err
+	}
+	ok, err := s.verifyFailure(ctx, password, u.PasswordHash)
+	if err != nil {
+		return User{}, err
+	}
+	if !ok {
+		s.metrics.Login("failed")
+		s.record(ctx, Event{Type: EventLoginFailed, UserID: u.ID, Client: c, Detail: map[string]any{"reason": "wrong_password"}})
+		return User{}, ErrInvalidCredentials
+	}
+	return u, nil
+}
+
+// rehash stores the password under the current parameters, replacing
+// exactly the hash that was verified: a password changed meanwhile stays.
+func (s *Service) rehash(ctx context.Context, u *User, password string) {
+	h, err := s.hash(ctx, password)
+	if err != nil {
+		return // a login does not fail for want of a rehash
+	}
+	runHook(s.hooks.beforeRehash)
+	replaced, err := s.store.RehashPassword(ctx, u.ID, u.PasswordHash, h, s.now())
+	if err != nil {
+		s.log.Error("rehash not stored", "user_id", u.ID, "err", err)
+		return
+	}
+	if replaced {
+		u.PasswordHash = h
+	}
 }
 
 func (s *Service) userForLogin(ctx context.Context, email string) (User, error) {
@@ -361,6 +457,9 @@ func (s *Service) userForLogin(ctx context.Context, email string) (User, error) 
 	return s.store.UserByEmail(ctx, e)
 }
 
+// openSession opens a session for u, conditional on u's session epoch
+// being still current, and ends the sessions past the cap.
+// Returns ErrCredentialsChanged.
 func (s *Service) openSession(ctx context.Context, u User, c Client) (TokenPair, string, error) {
 	rt, err := newRefreshToken()
 	if err != nil {
@@ -373,24 +472,33 @@ func (s *Service) openSession(ctx context.Context, u User, c Client) (TokenPair,
 	if refreshExp.After(expires) {
 		refreshExp = expires
 	}
-	err = s.store.CreateSession(ctx, NewSession{ID: sid, UserID: u.ID, Now: now, ExpiresAt: expires,
+	ended, err := s.store.CreateSession(ctx, NewSession{ID: sid, UserID: u.ID, Epoch: u.SessionEpoch,
+		MaxSessions: s.cfg.MaxSessions, Now: now, ExpiresAt: expires,
 		RefreshHash: rt.Hash[:], RefreshExpiresAt: refreshExp, Client: c})
+	if errors.Is(err, ErrNotFound) {
+		return TokenPair{}, "", ErrCredentialsChanged // the account was deleted meanwhile
+	}
 	if err != nil {
 		return TokenPair{}, "", err
+	}
+	for _, old := range ended {
+		s.revoke(Revocation{Kind: EndedSession, ID: old, At: now})
+		s.record(ctx, Event{Type: EventSessionDeleted, UserID: u.ID, SessionID: old, Client: c,
+			Detail: map[string]any{"reason": "max_sessions"}})
 	}
 	pair, err := s.pair(u.ID, sid, u.Role, rt.Text, refreshExp)
 	return pair, sid, err
 }
 
 // pair issues an access token that never outlives its session (notAfter),
-// so that a token's session cannot expire under it.
+// so that a token's session cannot expire under it. expires_in is the
+// token's own exp − iat.
 func (s *Service) pair(userID, sid, role, refresh string, notAfter time.Time) (TokenPair, error) {
-	at, exp, err := s.tokens.Issue(userID, sid, role, notAfter)
+	it, err := s.tokens.Issue(userID, sid, role, notAfter)
 	if err != nil {
 		return TokenPair{}, err
 	}
-	in := int(exp.Sub(s.now()).Round(time.Second).Seconds())
-	return TokenPair{AccessToken: at, ExpiresIn: max(in, 0), RefreshToken: refresh}, nil
+	return TokenPair{AccessToken: it.Token, ExpiresIn: it.ExpiresIn(), RefreshToken: refresh}, nil
 }
 
 // Refresh spends a refresh token and returns its successor.
@@ -424,13 +532,13 @@ func (s *Service) Refresh(ctx context.Context, token string, c Client) (TokenPai
 	}
 	switch res.Outcome {
 	case RotateRotated:
-		return s.pair(res.UserID, res.SessionID, res.Role, next.Text, res.ExpiresAt)
+		return s.refreshPair(res, next.Text)
 	case RotateGrace:
 		succ, err := openSuccessor(presented, res.Sealed)
 		if err != nil {
 			return TokenPair{}, ErrInvalidGrant
 		}
-		return s.pair(res.UserID, res.SessionID, res.Role, succ.Text, res.ExpiresAt)
+		return s.refreshPair(res, succ.Text)
 	case RotateReuse:
 		s.revoke(Revocation{Kind: EndedSession, ID: res.SessionID, At: s.now()})
 		s.record(ctx, Event{Type: EventRefreshReuse, UserID: res.UserID, SessionID: res.SessionID, Client: c,
@@ -439,6 +547,16 @@ func (s *Service) Refresh(ctx context.Context, token string, c Client) (TokenPai
 	default:
 		return TokenPair{}, ErrInvalidGrant
 	}
+}
+
+// refreshPair is pair for a rotation: a session whose end is less than a
+// second away gets no token that would be dead on arrival.
+func (s *Service) refreshPair(res RotateResult, refresh string) (TokenPair, error) {
+	pair, err := s.pair(res.UserID, res.SessionID, res.Role, refresh, res.ExpiresAt)
+	if errors.Is(err, errNoTimeLeft) {
+		return TokenPair{}, ErrInvalidGrant
+	}
+	return pair, err
 }
 
 // Authenticate verifies an access token and checks it against the
@@ -570,8 +688,12 @@ func (s *Service) EndSession(ctx context.Context, p Principal, sessionID string,
 }
 
 // ChangePassword replaces the caller's password after checking the current
-// one, and ends every other session of the caller.
-// Returns *ValidationError, ErrInvalidCredentials or ErrUnavailable.
+// one, and ends every other session of the caller. Wrong current passwords
+// are counted per user against LOGIN_RATE_LIMIT's numbers, apart from the
+// login lockout, before any hashing; the new password's strength is judged
+// only once the current one checked out (no oracle for a token thief).
+// Returns *ValidationError, ErrInvalidCredentials, *RateLimitError,
+// ErrInvalidToken (the account is gone) or ErrUnavailable.
 func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next string, c Client) error {
 	if current == "" {
 		return Invalid("current_password", "is required")
@@ -582,29 +704,22 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 	if err := checkPasswordLength("new_password", next, s.cfg.PasswordMinLength); err != nil {
 		return err
 	}
-	u, err := s.store.UserByID(ctx, p.UserID)
-	if errors.Is(err, ErrNotFound) {
-		return ErrInvalidToken
-	}
+	u, err := s.reauthenticate(ctx, p, current, c)
 	if err != nil {
 		return err
 	}
 	if err := checkPasswordStrength("new_password", next, u.Email); err != nil {
 		return err
 	}
-	ok, err := s.verify(ctx, current, u.PasswordHash)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return ErrInvalidCredentials
-	}
 	h, err := s.hash(ctx, next)
 	if err != nil {
 		return err
 	}
 	now := s.now()
-	ended, err := s.store.ChangePassword(ctx, u.ID, h, p.SessionID, now)
+	ended, err := s.store.ChangePassword(ctx, u.ID, u.PasswordHash, h, p.SessionID, now)
+	if errors.Is(err, ErrCredentialsChanged) {
+		return ErrInvalidCredentials // changed meanwhile: the current password is no longer current
+	}
 	if err != nil {
 		return err
 	}
@@ -615,14 +730,54 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 	return nil
 }
 
+// reauthenticate checks the caller's current password, counted against
+// the re-authentication limit (LOGIN_RATE_LIMIT's numbers, keyed by user,
+// apart from the login lockout: a stolen access token cannot lock the
+// owner out of logging in, and failed logins by others cannot block this).
+// Returns ErrInvalidCredentials, *RateLimitError, ErrInvalidToken or ErrUnavailable.
+func (s *Service) reauthenticate(ctx context.Context, p Principal, password string, c Client) (User, error) {
+	a, err := s.reserve(ctx, s.cfg.LoginLimit, "reauth", limitKey("reauth", p.UserID), c)
+	if err != nil {
+		return User{}, err
+	}
+	u, err := s.store.UserByID(ctx, p.UserID)
+	if err == nil {
+		var ok bool
+		if ok, err = s.verifyFailure(ctx, password, u.PasswordHash); err == nil && !ok {
+			s.record(ctx, Event{Type: EventPasswordChangeFailed, UserID: u.ID, SessionID: p.SessionID, Client: c,
+				Detail: map[string]any{"reason": "wrong_password"}})
+			return User{}, ErrInvalidCredentials // the reservation stays: a failure
+		}
+	}
+	s.release(ctx, a)
+	if errors.Is(err, ErrNotFound) {
+		return User{}, ErrInvalidToken
+	}
+	return u, err
+}
+
+// requireAdmin authorises on the user's role as it is now, not as the
+// token says: a demotion takes effect at once. Returns ErrForbidden or
+// ErrInvalidToken.
+func (s *Service) requireAdmin(ctx context.Context, p Principal) error {
+	u, err := s.Me(ctx, p)
+	if err != nil {
+		return err
+	}
+	if u.Role != RoleAdmin {
+		return ErrForbidden
+	}
+	return nil
+}
+
 // MaxPageSize is the largest admin listing page.
 const MaxPageSize = 100
 
 // ListUsers is the admin listing, paged by an opaque cursor.
 // Returns ErrForbidden or *ValidationError.
 func (s *Service) ListUsers(ctx context.Context, p Principal, limit int, cursor string) ([]User, string, error) {
-	if p.Role != RoleAdmin {
-		return nil, "", ErrForbidden
+	if err := s.requireAdmin(ctx, p); err != nil {
+		return nil, "", err
 	}
 	if err := checkLimit(limit); err != nil {
 		return nil, "", err
@@ -664,8 +819,8 @@ func (s *Service) MyEvents(ctx context.Context, p Principal, limit int, cursor s
 // AllEvents pages everyone's audit trail, newest first.
 // Returns ErrForbidden or *ValidationError.
 func (s *Service) AllEvents(ctx context.Context, p Principal, limit int, cursor string) ([]Event, string, error) {
-	if p.Role != RoleAdmin {
-		return nil, "", ErrForbidden
+	if err := s.requireAdmin(ctx, p); err != nil {
+		return nil, "", err
 	}
 	return s.events(ctx, "", limit, cursor)
 }
@@ -722,8 +877,8 @@ func decodeCursor(s string) (UserCursor, error) {
 // AdminLogoutUser ends every session of another user.
 // Returns ErrForbidden or ErrNotFound.
 func (s *Service) AdminLogoutUser(ctx context.Context, p Principal, userID string, c Client) error {
-	if p.Role != RoleAdmin {
-		return ErrForbidden
+	if err := s.requireAdmin(ctx, p); err != nil {
+		return err
 	}
 	if uuid.Validate(userID) != nil {
 		return ErrNotFound

@@ -453,7 +453,7 @@ func TestTwoInstancesShareKeysAndRevocations(t *testing.T) {
 	if err := b.Service.Logout(ctx, p, auth.Client{}); err != nil {
 		t.Fatal(err)
 	}
-	wantTokenDead(t, a, pa.AccessToken) // A sees B's revocation
+	refusedWithin(t, a, pa.AccessToken, time.Second) // A learns of B's revocation through NOTIFY
 
 	// A rotates; B honours the new key at once (unknown kid → reload).
 	if _, err := a.Keys.Rotate(ctx); err != nil {
@@ -481,7 +481,7 @@ func TestKeyRotationRetention(t *testing.T) {
 		t.Fatalf("%d keys in the JWKS, want 2", n)
 	}
 	// Once every token of the old key has expired, it leaves the JWKS.
-	k.Clock.Advance(k.Config.AccessTTL + auth.KeyReloadInterval + time.Second)
+	k.Clock.Advance(auth.RevocationWindow(k.Config.AccessTTL, 0) + auth.KeyReloadInterval + time.Second)
 	if err := k.Keys.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -499,8 +499,8 @@ func TestAdminUsers(t *testing.T) {
 		}
 		k.Clock.Advance(time.Millisecond)
 	}
-	admin := auth.Principal{Role: auth.RoleAdmin}
-	if _, _, err := k.Service.ListUsers(ctx, auth.Principal{Role: auth.RoleUser}, 10, ""); !errors.Is(err, auth.ErrForbidden) {
+	admin := adminPrincipal(t, k)
+	if _, _, err := k.Service.ListUsers(ctx, wantTokenLive(t, k, login(t, k, "a@example.com").AccessToken), 10, ""); !errors.Is(err, auth.ErrForbidden) {
 		t.Fatalf("user listing users: %v", err)
 	}
 	var got []string
@@ -515,13 +515,13 @@ func TestAdminUsers(t *testing.T) {
 		}
 		if next == "" {
 			if pages != 1 {
-				t.Fatalf("%d pages, want 2", pages+1)
+				t.Fatalf("%d pages, want 2 (3 users and the admin)", pages+1)
 			}
 			break
 		}
 		cursor = next
 	}
-	if strings.Join(got, ",") != "a@example.com,b@example.com,c@example.com" {
+	if strings.Join(got[:3], ",") != "a@example.com,b@example.com,c@example.com" || len(got) != 4 {
 		t.Fatalf("listing = %v", got)
 	}
 	for _, c := range []string{"garbage", "!!", base64.RawURLEncoding.EncodeToString([]byte("1,not-a-uuid"))} {

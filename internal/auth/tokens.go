@@ -73,12 +73,31 @@ func (c *accessClaims) Validate() error {
 	return nil
 }
 
+// DefaultMaxAccessTTL is the longest access-token lifetime a deployment
+// gets without asking for more (RFC 6750 §5.3: one hour or less).
+const DefaultMaxAccessTTL = time.Hour
+
+// MaxTokenLife is the longest lifetime (exp − iat) of an access token that
+// an instance whose own lifetime is ttl accepts: ttl, or DefaultMaxAccessTTL
+// when that is longer. Instances of one deployment may run with different
+// TTLs (a rolling deploy, a TTL lowered during an incident); each accepts
+// the others' tokens up to this bound and remembers revocations and retired
+// keys for that long (plus leeway), so no token it accepts can outlive what
+// it remembers. A token that lives longer than the bound is refused.
+func MaxTokenLife(ttl time.Duration) time.Duration { return max(ttl, DefaultMaxAccessTTL) }
+
+// RevocationWindow is how long an instance with access-token lifetime ttl
+// and clock leeway must remember a revocation: the longest a token it
+// accepts can live, plus the leeway on both its iat and its exp.
+func RevocationWindow(ttl, leeway time.Duration) time.Duration { return MaxTokenLife(ttl) + 2*leeway }
+
 // Tokens issues and verifies access tokens.
 type Tokens struct {
 	keys     *KeyRing
 	issuer   string
 	audience string
 	ttl      time.Duration
+	maxLife  time.Duration
 	leeway   time.Duration
 	now      func() time.Time
 	parser   *jwt.Parser
@@ -89,11 +108,11 @@ type Tokens struct {
 }
 
 // NewTokens returns a token issuer and verifier. Verification accepts only
-// ring.Alg(), requires exp, iat, iss, aud and typ at+jwt, and checks exp, nbf
-// and iat with leeway.
+// ring.Alg(), requires exp, iat, iss, aud and typ at+jwt, checks exp, nbf
+// and iat with leeway, and refuses tokens living longer than MaxTokenLife(ttl).
 func NewTokens(ring *KeyRing, issuer, audience string, ttl, leeway time.Duration, now func() time.Time) *Tokens {
 	return &Tokens{
-		keys: ring, issuer: issuer, audience: audience, ttl: ttl, leeway: leeway, now: now,
+		keys: ring, issuer: issuer, audience: audience, ttl: ttl, maxLife: MaxTokenLife(ttl), leeway: leeway, now: now,
 		verified: newBoundedMap(maxCachedTokens, func(v verifiedToken) bool { return now().After(v.validTo) }),
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{ring.Alg()}),
@@ -111,26 +130,54 @@ func NewTokens(ring *KeyRing, issuer, audience string, ttl, leeway time.Duration
 // TTL is the lifetime of an access token.
 func (t *Tokens) TTL() time.Duration { return t.ttl }
 
+// IssuedToken is a signed access token and the claims that time it.
+type IssuedToken struct {
+	Token     string
+	IssuedAt  time.Time // iat, whole seconds
+	ExpiresAt time.Time // exp, whole seconds
+}
+
+// ExpiresIn is the token's lifetime in whole seconds: exp − iat.
+func (it IssuedToken) ExpiresIn() int { return int(it.ExpiresAt.Unix() - it.IssuedAt.Unix()) }
+
+// errNoTimeLeft is a token that would expire the second it is issued: its
+// session ends within that second.
+var errNoTimeLeft = errors.New("issue token: the session ends within the second")
+
 // Issue signs an access token for a user's session, expiring after the
-// TTL or at notAfter (when not zero), whichever comes first.
-func (t *Tokens) Issue(userID, sessionID, role string, notAfter time.Time) (string, time.Time, error) {
+// TTL or at notAfter (when not zero), whichever comes first. It refuses
+// claims that are not valid (a sub or sid that is not a UUID, an unknown
+// role) and a token that would have no whole second to live.
+func (t *Tokens) Issue(userID, sessionID, role string, notAfter time.Time) (IssuedToken, error) {
+	switch {
+	case uuid.Validate(userID) != nil:
+		return IssuedToken{}, errors.New("issue token: sub is not a user id")
+	case uuid.Validate(sessionID) != nil:
+		return IssuedToken{}, errors.New("issue token: sid is not a session id")
+	case !ValidRole(role):
+		return IssuedToken{}, fmt.Errorf("issue token: unknown role %q", role)
+	}
 	k := t.keys.signingKey()
 	now := t.now()
 	exp := now.Add(t.ttl)
 	if !notAfter.IsZero() && notAfter.Before(exp) {
 		exp = notAfter
 	}
+	iatDate, expDate := newDate(now), newDate(exp)
+	if !expDate.After(iatDate.Time) {
+		return IssuedToken{}, errNoTimeLeft
+	}
 	jti := make([]byte, 16)
 	if _, err := rand.Read(jti); err != nil {
-		return "", time.Time{}, fmt.Errorf("issue token: %w", err)
+		return IssuedToken{}, fmt.Errorf("issue token: %w", err)
 	}
 	claims := &accessClaims{
 		Issuer:    t.issuer,
 		Subject:   userID,
 		Audience:  jwt.ClaimStrings{t.audience},
-		ExpiresAt: newDate(exp),
-		IssuedAt:  newDate(now),
-		NotBefore: newDate(now),
+		ExpiresAt: expDate,
+		IssuedAt:  iatDate,
+		NotBefore: iatDate,
 		ID:        base64.RawURLEncoding.EncodeToString(jti),
 		SID:       sessionID,
 		Role:      role,
@@ -140,9 +187,9 @@ func (t *Tokens) Issue(userID, sessionID, role string, notAfter time.Time) (stri
 	tok.Header["typ"] = "at+jwt"
 	s, err := tok.SignedString(k.signer)
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("issue token: %w", err)
+		return IssuedToken{}, fmt.Errorf("issue token: %w", err)
 	}
-	return s, claims.ExpiresAt.Time, nil
+	return IssuedToken{Token: s, IssuedAt: iatDate.Time, ExpiresAt: expDate.Time}, nil
 }
 
 // forbiddenHeaders name key material or extensions we never act on (RFC 8725 §3.10, RFC 7515 §4.1.11).
@@ -196,6 +243,11 @@ func (t *Tokens) parse(ctx context.Context, raw string) (Principal, error) {
 		return k.public, nil
 	})
 	if err != nil {
+		return Principal{}, ErrInvalidToken
+	}
+	if claims.ExpiresAt.Sub(claims.IssuedAt.Time) > t.maxLife {
+		// Issued by an instance with a longer TTL than this one remembers
+		// revocations for: refused rather than trusted too long.
 		return Principal{}, ErrInvalidToken
 	}
 	return Principal{

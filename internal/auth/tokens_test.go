@@ -148,7 +148,8 @@ func TestIssuedTokenShape(t *testing.T) {
 	t.Parallel()
 	k := testdb.NewKit(t, testdb.KitOptions{})
 	uid, sid := uuid.NewString(), uuid.NewString()
-	tok, _, err := k.Tokens.Issue(uid, sid, auth.RoleAdmin, time.Time{})
+	tokIssued, err := k.Tokens.Issue(uid, sid, auth.RoleAdmin, time.Time{})
+	tok := tokIssued.Token
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +181,8 @@ func TestIssuedTokenShape(t *testing.T) {
 	// Every token gets its own jti.
 	seen := map[string]bool{}
 	for range 200 {
-		tok, _, _ := k.Tokens.Issue(uid, sid, auth.RoleUser, time.Time{})
+		tokIssued, _ := k.Tokens.Issue(uid, sid, auth.RoleUser, time.Time{})
+		tok := tokIssued.Token
 		p, err := k.Tokens.Verify(context.Background(), tok)
 		if err != nil {
 			t.Fatal(err)
@@ -201,7 +203,8 @@ func TestOtherAlgorithms(t *testing.T) {
 				c.Alg = alg
 				c.HMACSecret = []byte(strings.Repeat("s", 32))
 			}})
-			tok, _, err := k.Tokens.Issue(uuid.NewString(), uuid.NewString(), auth.RoleUser, time.Time{})
+			tokIssued, err := k.Tokens.Issue(uuid.NewString(), uuid.NewString(), auth.RoleUser, time.Time{})
+			tok := tokIssued.Token
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -251,7 +254,8 @@ func TestKeysSealedAtRest(t *testing.T) {
 	if _, err := x509.ParsePKCS8PrivateKey(der); err == nil || !sealed {
 		t.Fatal("the private key is stored in the clear")
 	}
-	tok, _, err := k.Tokens.Issue(uuid.NewString(), uuid.NewString(), auth.RoleUser, time.Time{})
+	tokIssued, err := k.Tokens.Issue(uuid.NewString(), uuid.NewString(), auth.RoleUser, time.Time{})
+	tok := tokIssued.Token
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -179,12 +179,12 @@ func client(r *http.Request) auth.Client {
 	return auth.Client{IP: ip, UserAgent: ua, RequestID: requestID(r.Context())}
 }
 
-// limitIP counts the request against its client IP before anything else is
-// done with it (IP_RATE_LIMIT).
+// limitIP counts the request against its client IP and against all clients
+// before anything else is done with it (IP_RATE_LIMIT, GLOBAL_RATE_LIMIT).
 func limitIP(svc *auth.Service, log *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if err := svc.AllowIP(r.Context(), client(r)); err != nil {
+			if err := svc.AllowRequest(r.Context(), client(r)); err != nil {
 				writeError(w, r, log, err)
 				return
 			}

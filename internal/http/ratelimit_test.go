@@ -72,3 +72,30 @@ func TestLoginRateLimitOverHTTP(t *testing.T) {
 		t.Fatalf("Retry-After = %q", r.header.Get("Retry-After"))
 	}
 }
+
+func TestPasswordRouteIsLimited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{kit: testdb.KitOptions{Config: func(c *auth.Config) {
+		c.LoginLimit = auth.RateLimit{N: 2, Window: 15 * time.Minute}
+		c.IPLimit = auth.RateLimit{N: 7, Window: time.Minute}
+	}}})
+	// Requests 1–4 against the IP limit.
+	e.signup(t, "pwlim@example.com")
+	a := e.login(t, "pwlim@example.com")
+	e.signup(t, "other@example.com")
+	b := e.login(t, "other@example.com")
+	wrong := map[string]string{"current_password": "not my password", "new_password": "a new long passphrase"}
+	for range 2 { // 5, 6
+		e.req(t, "POST", "/v1/password", wrong, bearer(a.access)...).want(t, 401, "invalid_credentials")
+	}
+	r := e.req(t, "POST", "/v1/password", wrong, bearer(a.access)...) // 7: a's re-authentication limit
+	r.want(t, 429, "too_many_requests")
+	if s, _ := strconv.Atoi(r.header.Get("Retry-After")); s < 1 || s > 900 {
+		t.Fatalf("Retry-After = %q", r.header.Get("Retry-After"))
+	}
+	// 8: b has no failure yet, but the route counts against the IP limit.
+	e.req(t, "POST", "/v1/password", wrong, bearer(b.access)...).want(t, 429, "too_many_requests")
+	if n := e.Count(t, `SELECT count(*) FROM audit_events WHERE event = 'password_change_failed'`); n != 2 {
+		t.Fatalf("%d password_change_failed events, want 2", n)
+	}
+}

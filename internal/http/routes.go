@@ -24,7 +24,7 @@ func addRoutes(r chi.Router, d Deps) {
 		r.With(authed).Get("/me", handleMe(d.Log, d.Service))
 		r.With(authed).Get("/sessions", handleSessions(d.Log, d.Service))
 		r.With(authed).Delete("/sessions/{id}", handleDeleteSession(d.Log, d.Service))
-		r.With(authed).Post("/password", handleChangePassword(d.Log, d.Service))
+		r.With(limited, authed).Post("/password", handleChangePassword(d.Log, d.Service))
 		r.With(authed).Get("/me/events", handlePage(d.Log, "events", d.Service.MyEvents, viewEvent))
 
 		r.With(authed).Get("/admin/users", handlePage(d.Log, "users", d.Service.ListUsers, viewUser))

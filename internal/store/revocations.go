@@ -62,7 +62,13 @@ func (s *Store) ListenRevocations(ctx context.Context, ready func(), on func(aut
 	if err != nil {
 		return fmt.Errorf("store: listen: %w", err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() {
+		// A stalled connection must not hold the listener up: Close
+		// tries to say goodbye to the server, so it gets a deadline.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
 	if _, err := conn.Exec(ctx, "LISTEN "+revocationChannel); err != nil {
 		return fmt.Errorf("store: listen: %w", err)
 	}
@@ -79,6 +85,17 @@ func (s *Store) ListenRevocations(ctx context.Context, ready func(), on func(aut
 			on(v)
 		}
 	}
+}
+
+const sendHeartbeat = `SELECT pg_notify('` + revocationChannel + `', 'h|' || $1 || '|0')`
+
+// SendHeartbeat announces a heartbeat with nonce on the revocation channel,
+// through the pool: it comes back on every instance's listener.
+func (s *Store) SendHeartbeat(ctx context.Context, nonce string) error {
+	if _, err := s.pool.Exec(ctx, sendHeartbeat, nonce); err != nil {
+		return fmt.Errorf("store: send heartbeat: %w", err)
+	}
+	return nil
 }
 
 // parseRevocation reads "kind|id|unix" (or "r|id").

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,6 +10,10 @@ import (
 
 	"github.com/acme/accounts/internal/auth"
 )
+
+// lockUser takes the user's row lock for a login: logins of one user,
+// password changes and logouts of all sessions serialise on it.
+const lockUser = `SELECT session_epoch FROM users WHERE id = $1 FOR NO KEY UPDATE`
 
 const createSession = `
 WITH s AS (
@@ -19,14 +24,54 @@ WITH s AS (
 INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at)
 SELECT $5, id, $3, $6 FROM s`
 
-// CreateSession stores a session and its first refresh token in one statement.
-func (s *Store) CreateSession(ctx context.Context, n auth.NewSession) error {
-	_, err := s.pool.Exec(ctx, createSession, n.ID, n.UserID, n.Now, n.ExpiresAt, n.RefreshHash,
-		n.RefreshExpiresAt, n.Client.UserAgent, n.Client.IP)
-	if err != nil {
-		return fmt.Errorf("store: create session: %w", err)
+// endLeastRecentlyUsed ends the user's live sessions past the newest $3
+// (by last use), and spends their refresh tokens.
+const endLeastRecentlyUsed = `
+WITH s AS (
+    UPDATE sessions SET ended_at = $2
+     WHERE id IN (SELECT id FROM sessions
+                   WHERE user_id = $1 AND ` + activeSession + `
+                   ORDER BY last_used_at DESC, created_at DESC
+                  OFFSET $3)
+    RETURNING id
+), t AS (
+    UPDATE refresh_tokens SET spent_at = $2
+     WHERE session_id IN (SELECT id FROM s) AND spent_at IS NULL
+)
+SELECT coalesce(array_agg(id::text), '{}') FROM s`
+
+// CreateSession stores a session and its first refresh token, if the
+// user's session epoch is still n.Epoch (no password change or logout of
+// every session since the login read the user), and then ends the user's
+// least recently used sessions past n.MaxSessions (when not 0). It returns
+// the ids of the sessions it ended. Returns auth.ErrCredentialsChanged when
+// the epoch moved, auth.ErrNotFound when the user is gone.
+func (s *Store) CreateSession(ctx context.Context, n auth.NewSession) ([]string, error) {
+	var ended []string
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var epoch int64
+		if err := tx.QueryRow(ctx, lockUser, n.UserID).Scan(&epoch); err != nil {
+			return notFound(err)
+		}
+		if epoch != n.Epoch {
+			return auth.ErrCredentialsChanged
+		}
+		if _, err := tx.Exec(ctx, createSession, n.ID, n.UserID, n.Now, n.ExpiresAt, n.RefreshHash,
+			n.RefreshExpiresAt, n.Client.UserAgent, n.Client.IP); err != nil {
+			return err
+		}
+		if n.MaxSessions > 0 {
+			return tx.QueryRow(ctx, endLeastRecentlyUsed, n.UserID, n.Now, n.MaxSessions).Scan(&ended)
+		}
+		return nil
+	})
+	if errors.Is(err, auth.ErrCredentialsChanged) || errors.Is(err, auth.ErrNotFound) {
+		return nil, err
 	}
-	return nil
+	if err != nil {
+		return nil, fmt.Errorf("store: create session: %w", err)
+	}
+	return ended, nil
 }
 
 const rotateRefreshToken = `
@@ -138,29 +183,29 @@ func (s *Store) Logout(ctx context.Context, sessionID, jti string, jtiExpires, n
 }
 
 const logoutUser = `
-WITH u AS (
-    UPDATE users SET logout_all_at = $2 WHERE id = $1 RETURNING id
-), s AS (
-    UPDATE sessions SET ended_at = $2
-     WHERE user_id IN (SELECT id FROM u) AND ended_at IS NULL
-    RETURNING id
-), t AS (
-    UPDATE refresh_tokens SET spent_at = $2
-     WHERE session_id IN (SELECT id FROM s) AND spent_at IS NULL
-)
-SELECT (SELECT count(*) FROM u), coalesce((SELECT array_agg(id::text) FROM s), '{}')`
+UPDATE users SET logout_all_at = $2, session_epoch = session_epoch + 1 WHERE id = $1 RETURNING id`
 
 // LogoutUser ends every session of the user and sets the cut-off before
 // which the user's access tokens are revoked, returning the ids of the
-// sessions it ended. Returns auth.ErrNotFound.
+// sessions it ended. The user's row is locked first, so a login that
+// verified the password before this and commits after it opens nothing.
+// Returns auth.ErrNotFound.
 func (s *Store) LogoutUser(ctx context.Context, userID string, now time.Time) ([]string, error) {
-	var n int
 	var ended []string
-	if err := s.pool.QueryRow(ctx, logoutUser, userID, now).Scan(&n, &ended); err != nil {
-		return nil, fmt.Errorf("store: logout user: %w", err)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var id string
+		if err := tx.QueryRow(ctx, logoutUser, userID, now).Scan(&id); err != nil {
+			return notFound(err)
+		}
+		var err error
+		ended, err = endUserSessions(ctx, tx, userID, "", now)
+		return err
+	})
+	if errors.Is(err, auth.ErrNotFound) {
+		return nil, err
 	}
-	if n == 0 {
-		return nil, auth.ErrNotFound
+	if err != nil {
+		return nil, fmt.Errorf("store: logout user: %w", err)
 	}
 	return ended, nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/golang-migrate/migrate/v4"
+	"github.com/golang-migrate/migrate/v4/database"
 	pgxmigrate "github.com/golang-migrate/migrate/v4/database/pgx/v5"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 	"github.com/jackc/pgx/v5"
@@ -124,17 +125,51 @@ func migrationConnConfig(pool *pgxpool.Pool) *pgx.ConnConfig {
 	return cfg
 }
 
-// Migrate applies every pending migration.
+// Migrate applies every pending migration. A migration that fails (one
+// that refuses to run on the data it finds, say) leaves the schema as it
+// was and the version where it was, not dirty: see Up.
 func Migrate(pool *pgxpool.Pool) error {
 	m, err := Migrator(pool)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	if err := m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
-		return fmt.Errorf("store: migrate up: %w", err)
+	return Up(m)
+}
+
+// Up applies every pending migration with m. Each migration file runs as
+// one simple-protocol query, which PostgreSQL runs as one transaction, so
+// a file that fails changes nothing; golang-migrate still marks its version
+// dirty, and Up puts the version back to the last one applied, so that the
+// next start (or `server migrate up`) tries again once the cause is fixed
+// instead of stopping at "dirty database". Every migration must therefore
+// stay transactional (no CREATE INDEX CONCURRENTLY).
+func Up(m *migrate.Migrate) error {
+	err := m.Up()
+	if err == nil || errors.Is(err, migrate.ErrNoChange) {
+		return nil
 	}
-	return nil
+	if v, dirty, verr := m.Version(); verr == nil && dirty {
+		if ferr := forcePrevious(m, v); ferr != nil {
+			return fmt.Errorf("store: migrate up: %w (and the dirty version %d could not be reset: %v)", err, v, ferr)
+		}
+	}
+	return fmt.Errorf("store: migrate up: %w", err)
+}
+
+// forcePrevious sets the schema version to the migration before v (none
+// when v is the first).
+func forcePrevious(m *migrate.Migrate, v uint) error {
+	src, err := iofs.New(migrations.FS, ".")
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	prev, err := src.Prev(v)
+	if err != nil {
+		return m.Force(database.NilVersion)
+	}
+	return m.Force(int(prev))
 }
 
 const uniqueViolation = "23505"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,5 +131,59 @@ func TestMigrationsIgnoreTheStatementTimeout(t *testing.T) {
 	defer db.Close()
 	if _, err := db.ExecContext(ctx, slow); err != nil {
 		t.Fatalf("the migrations' connection kept the timeout: %v", err)
+	}
+}
+
+func TestEmailMigrationStopsOnCollisions(t *testing.T) {
+	t.Parallel()
+	pool, err := store.Open(ctx, testdb.NewEmpty(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	m, err := store.Migrator(pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Migrate(4); err != nil { // the schema before emails were normalised
+		t.Fatal(err)
+	}
+	const composed, decomposed = "ren\u00e9@example.com", "Rene\u0301@example.com"
+	var a, b string
+	for _, e := range []struct {
+		email string
+		id    *string
+	}{{composed, &a}, {decomposed, &b}} {
+		if err := pool.QueryRow(ctx, `INSERT INTO users (email, password_hash) VALUES ($1, 'x') RETURNING id::text`, e.email).Scan(e.id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = store.Up(m)
+	if err == nil {
+		t.Fatal("the migration merged or renamed two accounts that look the same")
+	}
+	for _, want := range []string{a, b, composed, decomposed} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not name %q: %v", want, err)
+		}
+	}
+	// Nothing changed, and the version is not left dirty.
+	if v, dirty, _ := m.Version(); v != 4 || dirty {
+		t.Fatalf("version %d (dirty %v) after the refused migration, want 4, clean", v, dirty)
+	}
+	var stored string
+	if err := pool.QueryRow(ctx, `SELECT email FROM users WHERE id = $1`, b).Scan(&stored); err != nil || stored != decomposed {
+		t.Fatalf("email = %q, %v; want it untouched", stored, err)
+	}
+	// Once an operator resolves it, the migration runs and normalises.
+	if _, err := pool.Exec(ctx, `DELETE FROM users WHERE id = $1`, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Up(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.QueryRow(ctx, `SELECT email FROM users WHERE id = $1`, b).Scan(&stored); err != nil || stored != "Ren\u00e9@example.com" {
+		t.Fatalf("email = %q, %v; want the NFC form", stored, err)
 	}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,13 +17,15 @@ type userRow struct {
 	Role         string    `db:"role"`
 	CreatedAt    time.Time `db:"created_at"`
 	PasswordHash string    `db:"password_hash"`
+	SessionEpoch int64     `db:"session_epoch"`
 }
 
 func (r userRow) user() auth.User {
-	return auth.User{ID: r.ID, Email: r.Email, Role: r.Role, CreatedAt: r.CreatedAt.UTC(), PasswordHash: r.PasswordHash}
+	return auth.User{ID: r.ID, Email: r.Email, Role: r.Role, CreatedAt: r.CreatedAt.UTC(),
+		PasswordHash: r.PasswordHash, SessionEpoch: r.SessionEpoch}
 }
 
-const userColumns = `id::text, email, role, created_at, password_hash`
+const userColumns = `id::text, email, role, created_at, password_hash, session_epoch`
 
 const createUser = `
 INSERT INTO users (email, password_hash, created_at, updated_at)
@@ -66,39 +69,74 @@ func (s *Store) UserByID(ctx context.Context, id string) (auth.User, error) {
 	return r.user(), nil
 }
 
-const updatePasswordHash = `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1`
+const rehashPassword = `
+UPDATE users SET password_hash = $3, updated_at = $4 WHERE id = $1 AND password_hash = $2`
 
-// UpdatePasswordHash replaces a user's hash.
-func (s *Store) UpdatePasswordHash(ctx context.Context, userID, hash string, now time.Time) error {
-	if _, err := s.pool.Exec(ctx, updatePasswordHash, userID, hash, now); err != nil {
-		return fmt.Errorf("store: update password hash: %w", err)
+// RehashPassword replaces the hash oldHash with newHash (the same password
+// under the current parameters), and only that hash: a password changed
+// since oldHash was verified stays as it is. It reports whether it replaced it.
+func (s *Store) RehashPassword(ctx context.Context, userID, oldHash, newHash string, now time.Time) (bool, error) {
+	tag, err := s.pool.Exec(ctx, rehashPassword, userID, oldHash, newHash, now)
+	if err != nil {
+		return false, fmt.Errorf("store: rehash password: %w", err)
 	}
-	return nil
+	return tag.RowsAffected() == 1, nil
 }
 
-// changePassword sets the hash and ends every other session in one statement.
+// changePassword replaces the hash it was given the old value of and bumps
+// the session epoch, holding the user's row lock until commit.
 const changePassword = `
-WITH u AS (
-    UPDATE users SET password_hash = $2, updated_at = $4 WHERE id = $1 RETURNING id
-), s AS (
-    UPDATE sessions SET ended_at = $4
-     WHERE user_id IN (SELECT id FROM u) AND id <> $3 AND ended_at IS NULL
-    RETURNING id
-), t AS (
-    UPDATE refresh_tokens SET spent_at = $4
-     WHERE session_id IN (SELECT id FROM s) AND spent_at IS NULL
-)
-SELECT id::text FROM s`
+UPDATE users SET password_hash = $3, session_epoch = session_epoch + 1, updated_at = $4
+ WHERE id = $1 AND password_hash = $2
+RETURNING id`
 
-// ChangePassword replaces the hash and ends the user's other sessions,
-// returning the ids of the sessions it ended.
-func (s *Store) ChangePassword(ctx context.Context, userID, hash, keepSessionID string, now time.Time) ([]string, error) {
-	rows, _ := s.pool.Query(ctx, changePassword, userID, hash, keepSessionID, now)
-	ended, err := pgx.CollectRows(rows, pgx.RowTo[string])
+// ChangePassword replaces the user's hash oldHash with newHash and ends
+// every session of the user but keepSessionID, returning the ids of the
+// sessions it ended. Returns auth.ErrCredentialsChanged when the stored
+// hash is no longer oldHash.
+func (s *Store) ChangePassword(ctx context.Context, userID, oldHash, newHash, keepSessionID string, now time.Time) ([]string, error) {
+	var ended []string
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var id string
+		if err := tx.QueryRow(ctx, changePassword, userID, oldHash, newHash, now).Scan(&id); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return auth.ErrCredentialsChanged
+			}
+			return err
+		}
+		var err error
+		ended, err = endUserSessions(ctx, tx, userID, keepSessionID, now)
+		return err
+	})
+	if errors.Is(err, auth.ErrCredentialsChanged) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store: change password: %w", err)
 	}
 	return ended, nil
+}
+
+// endSessions ends every live session of a user but one (when $3 is not
+// null) and spends their refresh tokens. Run it after the statement that
+// took the user's row lock, in the same transaction: as a statement of its
+// own it sees every session committed before that lock was granted, so a
+// login that won the lock first is ended too.
+const endSessions = `
+WITH s AS (
+    UPDATE sessions SET ended_at = $2
+     WHERE user_id = $1 AND ended_at IS NULL AND ($3::uuid IS NULL OR id <> $3::uuid)
+    RETURNING id
+), t AS (
+    UPDATE refresh_tokens SET spent_at = $2
+     WHERE session_id IN (SELECT id FROM s) AND spent_at IS NULL
+)
+SELECT coalesce(array_agg(id::text), '{}') FROM s`
+
+func endUserSessions(ctx context.Context, tx pgx.Tx, userID, keepSessionID string, now time.Time) ([]string, error) {
+	var ended []string
+	err := tx.QueryRow(ctx, endSessions, userID, now, nullable(keepSessionID)).Scan(&ended)
+	return ended, err
 }
 
 const listUsersFirst = `

@@ -60,6 +60,7 @@ type Kit struct {
 	Revocations *auth.Revocations
 	// StopListening stops the revocation listener, as a lost connection would.
 	StopListening func()
+	heartbeat     time.Duration
 }
 
 // KitOptions change a Kit's defaults.
@@ -70,9 +71,15 @@ type KitOptions struct {
 	Clock  *Clock
 	Leeway time.Duration
 	Pool   *pgxpool.Pool
+	// Store, when set, is the store on Pool to use (one set up by the test,
+	// for example to listen elsewhere).
+	Store *store.Store
 	// NoRevocations checks every token against the database, as an
 	// instance does while its revocation listener is down.
 	NoRevocations bool
+	// Heartbeat is the revocation listener's heartbeat interval (default a
+	// minute: only tests of the heartbeat itself want a short one).
+	Heartbeat time.Duration
 }
 
 // NewKit wires a service on a fresh database (or opts.Pool, to share one).
@@ -99,11 +106,14 @@ func NewKit(tb testing.TB, opts KitOptions) *Kit {
 	if opts.Config != nil {
 		opts.Config(&cfg)
 	}
-	kc := auth.KeyConfig{Alg: auth.AlgEdDSA, Retention: cfg.AccessTTL + opts.Leeway + auth.KeyReloadInterval}
+	kc := auth.KeyConfig{Alg: auth.AlgEdDSA, Retention: auth.RevocationWindow(cfg.AccessTTL, opts.Leeway) + auth.KeyReloadInterval}
 	if opts.Keys != nil {
 		opts.Keys(&kc)
 	}
-	st := store.New(pool)
+	st := opts.Store
+	if st == nil {
+		st = store.New(pool)
+	}
 	ring, err := auth.NewKeyRing(context.Background(), kc, st, clock.Now)
 	if err != nil {
 		tb.Fatalf("key ring: %v", err)
@@ -113,10 +123,14 @@ func NewKit(tb testing.TB, opts KitOptions) *Kit {
 	if err != nil {
 		tb.Fatalf("service: %v", err)
 	}
+	heartbeat := opts.Heartbeat
+	if heartbeat == 0 {
+		heartbeat = time.Minute
+	}
 	k := &Kit{Pool: pool, Store: st, Clock: clock, Keys: ring, Tokens: tokens, Service: svc, Config: cfg, Log: log,
-		StopListening: func() {}}
+		StopListening: func() {}, heartbeat: heartbeat}
 	if !opts.NoRevocations {
-		k.Revocations = auth.NewRevocations(st, cfg.AccessTTL+opts.Leeway, log, clock.Now)
+		k.Revocations = auth.NewRevocations(st, auth.RevocationWindow(cfg.AccessTTL, opts.Leeway), log, clock.Now)
 		svc.UseRevocations(k.Revocations)
 		k.StartListening(tb)
 	}
@@ -129,7 +143,7 @@ func (k *Kit) StartListening(tb testing.TB) {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { k.Revocations.Run(ctx, 30*time.Second); close(done) }()
+	go func() { k.Revocations.Run(ctx, 30*time.Second, k.heartbeat); close(done) }()
 	k.StopListening = func() { cancel(); <-done }
 	tb.Cleanup(k.StopListening)
 	deadline := time.Now().Add(10 * time.Second)

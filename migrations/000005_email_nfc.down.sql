@@ -1,0 +1,2 @@
+-- Nothing to undo: NFC addresses are valid addresses; the original forms are not kept.
+SELECT 1;
