@@ -67,7 +67,10 @@ func startServerWatched(t *testing.T, vars map[string]string, onLine func(map[st
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"server"}, envFrom(vars), io.Discard, pw); pw.Close() }()
 	addr := make(chan string, 1)
+	scanned := make(chan struct{}) // closed once every line run wrote has been seen
 	go func() {
+		defer close(scanned)
+		defer io.Copy(io.Discard, pr) // never leave run blocked on a log write
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			var line struct{ Msg, Addr string }
@@ -89,6 +92,10 @@ func startServerWatched(t *testing.T, vars map[string]string, onLine func(map[st
 			stopped = true
 			cancel()
 			stopErr = <-done
+			// run has returned and closed the pipe; wait until the reader
+			// has passed its last lines to onLine, so that what onLine
+			// counted is complete when stop returns.
+			<-scanned
 		}
 		return stopErr
 	}
@@ -102,6 +109,8 @@ func startServerWatched(t *testing.T, vars map[string]string, onLine func(map[st
 		waitForReady(t, base)
 		return base, stop
 	case err := <-done:
+		stopped, stopErr = true, err // done is drained: the cleanup must not wait on it again
+		<-scanned
 		t.Fatalf("server stopped at start: %v", err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("server did not log its address within 30 s")
@@ -181,6 +190,11 @@ func TestServeWalkthrough(t *testing.T) {
 	if st, _ := call(t, "GET", base+"/v1/me", at2, nil); st != 401 {
 		t.Fatalf("me after logout %d", st)
 	}
+	// The revocation listener syncs in the background, unrelated to
+	// /readyz: wait for the state, do not assume it. (A plain substring
+	// test for "accounts_revocations_synced 1" also matches the series'
+	// HELP line, which begins with "1 while", and so could not fail.)
+	waitFor(t, func() bool { return metric(t, base, "accounts_revocations_synced") == 1 })
 	res, err := http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +202,7 @@ func TestServeWalkthrough(t *testing.T) {
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	for _, series := range []string{`accounts_logins_total{outcome="ok"} 1`, `accounts_refreshes_total{outcome="rotated"} 1`,
-		`accounts_revocations_total{kind="jti"} 1`, `accounts_revocations_synced 1`, "accounts_db_pool_max_conns",
+		`accounts_revocations_total{kind="jti"} 1`, "accounts_db_pool_max_conns",
 		"accounts_hash_slots_in_use", "accounts_hash_slot_wait_seconds", "accounts_revocations_lag_seconds",
 		`http_requests_total{method="POST",route="/v1/login",status="200"} 1`, "go_goroutines"} {
 		if !strings.Contains(string(body), series) {
@@ -440,7 +454,10 @@ func TestShutdownFinishesRequestsInFlight(t *testing.T) {
 	}
 }
 
-func inFlight(t *testing.T, base string) float64 {
+func inFlight(t *testing.T, base string) float64 { return metric(t, base, "http_requests_in_flight") }
+
+// metric reads one unlabelled series from /metrics (0 when absent).
+func metric(t *testing.T, base, name string) float64 {
 	t.Helper()
 	r, err := http.Get(base + "/metrics")
 	if err != nil {
@@ -449,7 +466,7 @@ func inFlight(t *testing.T, base string) float64 {
 	defer r.Body.Close()
 	b, _ := io.ReadAll(r.Body)
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "http_requests_in_flight "); ok {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			var f float64
 			fmt.Sscan(v, &f)
 			return f

@@ -14,10 +14,13 @@ import (
 )
 
 // startPgBouncer runs a real PgBouncer in transaction pooling mode in
-// front of the test server and returns its host:port. Without a pgbouncer
+// front of the test server and returns target's URL pointed at it. It
+// listens on a Unix socket in a directory of its own, not on a TCP port:
+// a port found free and closed again can be taken by any other process
+// before PgBouncer binds it. Without a pgbouncer
 // binary the test fails when REQUIRE_PGBOUNCER is set (CI sets it), and
 // is skipped otherwise: a skip is not a pass.
-func startPgBouncer(t *testing.T, target *url.URL) string {
+func startPgBouncer(t *testing.T, target *url.URL) *url.URL {
 	t.Helper()
 	bin, err := exec.LookPath("pgbouncer")
 	if err != nil {
@@ -35,24 +38,19 @@ func startPgBouncer(t *testing.T, target *url.URL) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
+	if err := os.Chmod(dir, 0o777); err != nil { // PgBouncer makes its socket here
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	const port = 6432 // names the socket file only: the directory is ours
 	host, pgPort, _ := net.SplitHostPort(target.Host)
 	user := target.User.Username()
 	ini := fmt.Sprintf(`[databases]
 * = host=%s port=%s
 
 [pgbouncer]
-listen_addr = 127.0.0.1
+listen_addr =
 listen_port = %d
-unix_socket_dir =
+unix_socket_dir = %s
 auth_type = trust
 auth_file = %s
 pool_mode = transaction
@@ -60,7 +58,7 @@ max_client_conn = 500
 default_pool_size = 8
 ignore_startup_parameters = extra_float_digits,statement_timeout
 logfile = %s
-`, host, pgPort, port, filepath.Join(dir, "users.txt"), filepath.Join(dir, "pgbouncer.log"))
+`, host, pgPort, port, dir, filepath.Join(dir, "users.txt"), filepath.Join(dir, "pgbouncer.log"))
 	for name, body := range map[string]string{"pgbouncer.ini": ini, "users.txt": fmt.Sprintf("%q \"\"\n", user), "pgbouncer.log": ""} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o666); err != nil {
 			t.Fatal(err)
@@ -76,16 +74,29 @@ logfile = %s
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	sock := filepath.Join(dir, fmt.Sprintf(".s.PGSQL.%d", port))
 	waitFor(t, func() bool {
-		c, err := net.Dial("tcp", addr)
+		select {
+		case <-exited:
+			t.Fatal("pgbouncer exited at start (its log is above)")
+		default:
+		}
+		c, err := net.Dial("unix", sock)
 		if err == nil {
 			c.Close()
 		}
 		return err == nil
 	})
-	return addr
+	via := *target
+	via.Host = ""
+	q := via.Query()
+	q.Set("host", dir)
+	q.Set("port", fmt.Sprint(port))
+	via.RawQuery = q.Encode()
+	return &via
 }
 
 func TestThroughPgBouncer(t *testing.T) {
@@ -95,9 +106,7 @@ func TestThroughPgBouncer(t *testing.T) {
 			t.Parallel()
 			direct := testdb.URL(t) // migrated from the template
 			u, _ := url.Parse(direct)
-			bouncer := startPgBouncer(t, u)
-			viaBouncer := *u
-			viaBouncer.Host = bouncer
+			viaBouncer := startPgBouncer(t, u)
 			base := startServer(t, map[string]string{
 				"DATABASE_URL":             viaBouncer.String(),
 				"LISTEN_DATABASE_URL":      direct, // LISTEN needs a session of its own

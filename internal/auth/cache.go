@@ -67,9 +67,12 @@ func (b *boundedMap[V]) clear() {
 	b.mu.Unlock()
 }
 
-// userCache holds users for /v1/me. A fill that raced an invalidation is
-// dropped: put stores only if no invalidation happened since generation().
+// userCache holds users for /v1/me and the admin check. A fill that raced
+// an invalidation is dropped: put stores only if no invalidation happened
+// since generation(), checked and stored under the lock that invalidate
+// takes, so that no invalidation can fall between the check and the store.
 type userCache struct {
+	mu  sync.Mutex // orders put's check-and-store against invalidate
 	m   *boundedMap[User]
 	gen atomic.Uint64
 }
@@ -81,6 +84,8 @@ func (c *userCache) generation() uint64 { return c.gen.Load() }
 func (c *userCache) get(id string) (User, bool) { return c.m.get(id) }
 
 func (c *userCache) put(u User, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.gen.Load() == gen {
 		c.m.put(u.ID, u)
 	}
@@ -88,6 +93,8 @@ func (c *userCache) put(u User, gen uint64) {
 
 // invalidate drops one user, or every user when id is "".
 func (c *userCache) invalidate(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.gen.Add(1)
 	if id == "" {
 		c.m.clear()

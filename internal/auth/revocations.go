@@ -226,11 +226,14 @@ func (r *Revocations) Run(ctx context.Context, resync, heartbeat time.Duration) 
 			})
 		}()
 		err := r.serve(lctx, ready, done, resync, heartbeat)
-		r.synced.Store(false)
+		wasSynced := r.synced.Swap(false)
 		cancel()
 		<-exited // the old connection is closed before a new one is opened
 		if ctx.Err() != nil {
 			return
+		}
+		if wasSynced {
+			backoff = 100 * time.Millisecond // it worked until now: start the back-off again
 		}
 		r.log.Warn("revocation listener lost; checking tokens against the database until it is back", "err", err)
 		select {

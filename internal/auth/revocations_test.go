@@ -145,7 +145,11 @@ func TestListenerReconnects(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		now := listeners()
-		if len(now) == 2 && now[0] != before[0] && now[0] != before[1] && a.Revocations.Synced() && b.Revocations.Synced() {
+		fresh := len(now) == 2
+		for _, pid := range now {
+			fresh = fresh && pid != before[0] && pid != before[1]
+		}
+		if fresh && a.Revocations.Synced() && b.Revocations.Synced() {
 			break
 		}
 		if time.Now().After(deadline) {
