@@ -104,7 +104,8 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 		fmt.Fprintf(stdout, "%d signing key(s) now sealed with KEY_ENCRYPTION_KEY\n", n)
 		return nil
 	}
-	ring, err := newKeyRing(ctx, cfg, st, log)
+	warnUnsealedKeys(cfg, log)
+	ring, err := auth.NewKeyRing(ctx, serviceOptions(cfg, log).KeyConfig(), st, timeNow)
 	if err != nil {
 		return err
 	}
@@ -134,7 +135,7 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer pool.Close()
-	svc, _, err := newService(ctx, cfg, store.New(pool), log)
+	svc, err := auth.New(ctx, store.New(pool), serviceOptions(cfg, log))
 	if err != nil {
 		return err
 	}
@@ -149,28 +150,25 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 	return nil
 }
 
-func newKeyRing(ctx context.Context, cfg Config, st *store.Store, log *slog.Logger) (*auth.KeyRing, error) {
+// serviceOptions is the one translation of the configuration into the
+// service's options, for every command.
+func serviceOptions(cfg Config, log *slog.Logger) auth.Options {
+	return auth.Options{
+		Config: auth.Config{
+			AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, SessionMaxAge: cfg.SessionMaxAge,
+			ReuseGrace: cfg.ReuseGrace, PasswordMinLength: cfg.PasswordMinLength, Argon2: cfg.Argon2,
+			HashSlots: hashSlots(cfg.Argon2), HashWait: hashWait,
+			LoginLimit: cfg.LoginRateLimit, IPLimit: cfg.IPRateLimit, GlobalLimit: cfg.GlobalRateLimit,
+			MaxSessions: cfg.MaxSessions,
+		},
+		Keys:   auth.KeyConfig{Alg: cfg.JWTAlg, HMACSecret: cfg.JWTSecret, KEK: cfg.KEK},
+		Issuer: cfg.Issuer, Audience: cfg.Audience, Leeway: cfg.Leeway,
+		Log: log, Now: timeNow,
+	}
+}
+
+func warnUnsealedKeys(cfg Config, log *slog.Logger) {
 	if cfg.JWTAlg != auth.AlgHS256 && cfg.KEK == nil {
 		log.Warn("KEY_ENCRYPTION_KEY is not set: private signing keys are stored unencrypted in the database")
 	}
-	return auth.NewKeyRing(ctx, auth.KeyConfig{
-		Alg: cfg.JWTAlg, HMACSecret: cfg.JWTSecret, KEK: cfg.KEK,
-		Retention: auth.RevocationWindow(cfg.AccessTTL, cfg.Leeway) + auth.KeyReloadInterval,
-	}, st, timeNow)
-}
-
-func newService(ctx context.Context, cfg Config, st *store.Store, log *slog.Logger) (*auth.Service, *auth.KeyRing, error) {
-	ring, err := newKeyRing(ctx, cfg, st, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	tokens := auth.NewTokens(ring, cfg.Issuer, cfg.Audience, cfg.AccessTTL, cfg.Leeway, timeNow)
-	svc, err := auth.NewService(st, tokens, auth.Config{
-		AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, SessionMaxAge: cfg.SessionMaxAge,
-		ReuseGrace: cfg.ReuseGrace, PasswordMinLength: cfg.PasswordMinLength, Argon2: cfg.Argon2,
-		HashSlots: hashSlots(cfg.Argon2), HashWait: hashWait,
-		LoginLimit: cfg.LoginRateLimit, IPLimit: cfg.IPRateLimit, GlobalLimit: cfg.GlobalRateLimit,
-		MaxSessions: cfg.MaxSessions,
-	}, log, timeNow)
-	return svc, ring, err
 }

@@ -9,48 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"time"
-
-	"github.com/acme/accounts/internal/auth"
-	httpapi "github.com/acme/accounts/internal/http"
-	"github.com/acme/accounts/internal/store"
 )
-
-// registerGauges exposes the pool and the revocation state as metrics.
-func registerGauges(m *httpapi.Metrics, st *store.Store, rev *auth.Revocations) {
-	m.Gauge("accounts_db_pool_acquired_conns", "Pool connections in use.",
-		func() float64 { return float64(st.PoolStats().AcquiredConns()) })
-	m.Gauge("accounts_db_pool_idle_conns", "Idle pool connections.",
-		func() float64 { return float64(st.PoolStats().IdleConns()) })
-	m.Gauge("accounts_db_pool_max_conns", "Pool size (DATABASE_MAX_CONNS).",
-		func() float64 { return float64(st.PoolStats().MaxConns()) })
-	m.Gauge("accounts_db_pool_empty_acquire_total", "Acquires that had to wait for a connection.",
-		func() float64 { return float64(st.PoolStats().EmptyAcquireCount()) })
-	m.Gauge("accounts_db_pool_acquire_wait_seconds_total", "Time spent waiting for a pool connection.",
-		func() float64 { return st.PoolStats().EmptyAcquireWaitTime().Seconds() })
-	m.Gauge("accounts_revocations_cached", "Revocations held in memory (jtis, ended sessions, user cut-offs).",
-		func() float64 { return float64(rev.Size()) })
-	m.Gauge("accounts_revocations_synced", "1 while the in-memory revocation state is trusted (listener up), else 0: tokens are then checked against the database.",
-		func() float64 {
-			if rev.Synced() {
-				return 1
-			}
-			return 0
-		})
-	m.Gauge("accounts_revocations_heartbeat_age_seconds", "Time since this instance's last heartbeat came back through its revocation listener (-1 while not synced); over 3 s the listener is taken for dead.",
-		func() float64 {
-			if a := rev.HeartbeatAge(); a >= 0 {
-				return a.Seconds()
-			}
-			return -1
-		})
-	m.Gauge("accounts_revocations_lag_seconds", "Time since the revocation state last heard from the database (-1 while not synced).",
-		func() float64 {
-			if l := rev.Lag(); l >= 0 {
-				return l.Seconds()
-			}
-			return -1
-		})
-}
 
 // serveDebug serves pprof on its own listener (DEBUG_ADDR), never on the
 // public one. It returns a function that stops it.

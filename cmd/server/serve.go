@@ -14,6 +14,7 @@ import (
 
 	"github.com/acme/accounts/internal/auth"
 	httpapi "github.com/acme/accounts/internal/http"
+	"github.com/acme/accounts/internal/metrics"
 	"github.com/acme/accounts/internal/store"
 )
 
@@ -85,19 +86,21 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if cfg.ListenDatabaseURL != "" {
 		st.ListenOn(cfg.ListenDatabaseURL)
 	}
-	svc, ring, err := newService(ctx, cfg, st, log)
+	warnUnsealedKeys(cfg, log)
+	reg := metrics.New()
+	opts := serviceOptions(cfg, log)
+	opts.InMemoryRevocations, opts.Metrics = true, reg
+	svc, err := auth.New(ctx, st, opts)
 	if err != nil {
 		return err
 	}
-	revocations := auth.NewRevocations(st, auth.RevocationWindow(cfg.AccessTTL, cfg.Leeway), log, timeNow)
-	svc.UseRevocations(revocations)
-
-	metrics := httpapi.NewMetrics()
-	registerGauges(metrics, st, revocations)
+	if err := reg.Watch(func() metrics.PoolStat { return st.PoolStats() }, svc); err != nil {
+		return err
+	}
 	tlsOn := cfg.TLSCertFile != ""
 	handler := httpapi.NewServer(httpapi.Deps{
-		Log: log, Service: svc, Keys: ring, Ready: st.Ping, TrustedProxies: cfg.TrustedProxies,
-		CORSOrigins: cfg.CORSOrigins, HSTS: tlsOn, Metrics: metrics,
+		Log: log, Service: svc, Keys: svc.Keys(), Ready: st.Ping, TrustedProxies: cfg.TrustedProxies,
+		CORSOrigins: cfg.CORSOrigins, HSTS: tlsOn, Metrics: reg,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -125,8 +128,8 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
-	go background(bg, log, st, ring, cfg.AuditRetention)
-	go revocations.Run(bg, revocationResync, revocationHeartbeat)
+	go purge(bg, log, st, cfg.AuditRetention)
+	go svc.Run(bg, revocationResync, revocationHeartbeat)
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(cfg.DebugAddr, log)
 		if err != nil {
@@ -162,9 +165,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	return nil
 }
 
-// background purges expired rows and audit events past retention in
-// bounded batches and re-reads the signing keys, until ctx ends.
-func background(ctx context.Context, log *slog.Logger, st *store.Store, ring *auth.KeyRing, retention time.Duration) {
+// purge deletes expired rows and audit events past retention in bounded
+// batches, every purgeInterval, until ctx ends.
+func purge(ctx context.Context, log *slog.Logger, st *store.Store, retention time.Duration) {
 	t := time.NewTicker(purgeInterval)
 	defer t.Stop()
 	for {
@@ -172,9 +175,6 @@ func background(ctx context.Context, log *slog.Logger, st *store.Store, ring *au
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		if err := ring.ReloadIfStale(ctx); err != nil && ctx.Err() == nil {
-			log.Error("reload signing keys", "err", err)
 		}
 		// One instance at a time purges (an advisory lock), batch by batch,
 		// each batch its own short transaction.

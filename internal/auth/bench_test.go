@@ -40,7 +40,7 @@ func BenchmarkIssueToken(b *testing.B) {
 	k := testdb.NewKit(b, testdb.KitOptions{})
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := k.Tokens.Issue("7c1f7a0e-8f0e-4d53-9a57-3f4f5c0d2b11", "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed", auth.RoleUser, time.Time{}); err != nil {
+		if _, err := k.Service.Tokens().Issue("7c1f7a0e-8f0e-4d53-9a57-3f4f5c0d2b11", "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed", auth.RoleUser, time.Time{}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -89,7 +89,7 @@ func BenchmarkAuthenticateUncached(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		p, err := k.Tokens.ParseUncached(context.Background(), toks[i%len(toks)])
+		p, err := k.Service.Tokens().ParseUncached(context.Background(), toks[i%len(toks)])
 		if err != nil {
 			b.Fatal(err)
 		}

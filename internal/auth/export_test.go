@@ -22,3 +22,7 @@ func (s *Service) SetHooks(h Hooks) {
 
 // Resync loads a fresh snapshot and prunes, as the periodic resync does.
 func (r *Revocations) Resync(ctx context.Context) error { return r.load(ctx) }
+
+// Tokens is the service's access-token issuer and verifier, for tests that
+// sign tokens themselves.
+func (s *Service) Tokens() *Tokens { return s.tokens }

@@ -181,17 +181,6 @@ func (kr *KeyRing) Reload(ctx context.Context) error {
 	return nil
 }
 
-// ReloadIfStale reloads the keys when they were last read over a minute ago.
-func (kr *KeyRing) ReloadIfStale(ctx context.Context) error {
-	kr.mu.RLock()
-	stale := kr.now().Sub(kr.loaded) >= KeyReloadInterval
-	kr.mu.RUnlock()
-	if !stale || kr.cfg.Alg == AlgHS256 {
-		return nil
-	}
-	return kr.Reload(ctx)
-}
-
 // lookup returns the key for kid. An unknown kid makes the ring read the
 // database again, at most once a second, so that a key rotated in by another
 // instance verifies at once. The reload does not run on the request's

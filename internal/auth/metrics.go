@@ -2,8 +2,8 @@ package auth
 
 import "time"
 
-// Metrics receives the service's counts; internal/http implements it with
-// Prometheus. The zero Service uses nopMetrics.
+// Metrics receives the service's counts; internal/metrics implements it
+// with Prometheus. Without one (Options.Metrics nil) nothing is counted.
 type Metrics interface {
 	Login(outcome string)               // "ok", "failed", "limited"
 	Refresh(outcome string)             // a RotateResult outcome
@@ -17,6 +17,3 @@ func (nopMetrics) Login(string)                 {}
 func (nopMetrics) Refresh(string)               {}
 func (nopMetrics) Revoked(RevocationKind)       {}
 func (nopMetrics) HashWait(time.Duration, bool) {}
-
-// SetMetrics sends the service's counts to m.
-func (s *Service) SetMetrics(m Metrics) { s.metrics = m }

@@ -141,11 +141,11 @@ func TestIssueRefusesInvalidClaims(t *testing.T) {
 		{"sid not a uuid", uid, "1", auth.RoleUser},
 		{"empty sid", uid, "", auth.RoleUser},
 	} {
-		if it, err := k.Tokens.Issue(tc.uid, tc.sid, tc.role, time.Time{}); err == nil {
+		if it, err := k.Service.Tokens().Issue(tc.uid, tc.sid, tc.role, time.Time{}); err == nil {
 			t.Errorf("%s: signed %q", tc.name, it.Token)
 		}
 	}
-	if _, err := k.Tokens.Issue(uid, sid, auth.RoleUser, time.Time{}); err != nil {
+	if _, err := k.Service.Tokens().Issue(uid, sid, auth.RoleUser, time.Time{}); err != nil {
 		t.Fatalf("valid claims: %v", err)
 	}
 }

@@ -220,14 +220,14 @@ func TestForeignSessionRefusedWithoutTheDatabaseSayingSo(t *testing.T) {
 	pp := wantTokenLive(t, k, p.AccessToken)
 	// Signed with our own key, naming another user with our session (a
 	// leaked signing key could do this): refused, from memory.
-	forgedIssued, err := k.Tokens.Issue(other.ID, pp.SessionID, auth.RoleUser, time.Time{})
+	forgedIssued, err := k.Service.Tokens().Issue(other.ID, pp.SessionID, auth.RoleUser, time.Time{})
 	forged := forgedIssued.Token
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantTokenDead(t, k, forged)
 	// And a session id that never existed is refused by the database check.
-	ghostIssued, _ := k.Tokens.Issue(u.ID, "00000000-0000-4000-8000-00000000abcd", auth.RoleUser, time.Time{})
+	ghostIssued, _ := k.Service.Tokens().Issue(u.ID, "00000000-0000-4000-8000-00000000abcd", auth.RoleUser, time.Time{})
 	ghost := ghostIssued.Token
 	wantTokenDead(t, k, ghost)
 }

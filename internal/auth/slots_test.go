@@ -11,11 +11,9 @@ import (
 
 func TestHashSlotsAreBounded(t *testing.T) {
 	t.Parallel()
-	s, err := NewService(nil, nil, Config{Argon2: cheap, HashSlots: 2, HashWait: 20 * time.Millisecond},
-		slog.New(slog.NewJSONHandler(io.Discard, nil)), time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Only the hashing part of a service: no store is needed.
+	s := &Service{cfg: Config{Argon2: cheap, HashWait: 20 * time.Millisecond}, slots: make(chan struct{}, 2),
+		metrics: nopMetrics{}, log: slog.New(slog.NewJSONHandler(io.Discard, nil))}
 	// Take both slots, then a third hash must be refused, not queued forever.
 	s.slots <- struct{}{}
 	s.slots <- struct{}{}

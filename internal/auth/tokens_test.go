@@ -127,7 +127,7 @@ func TestVerifyRefusesForgedAndMalformedTokens(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := k.Tokens.Verify(context.Background(), tc.token)
+			p, err := k.Service.Tokens().Verify(context.Background(), tc.token)
 			if tc.ok {
 				if err != nil {
 					t.Fatalf("Verify: %v, want success", err)
@@ -148,7 +148,7 @@ func TestIssuedTokenShape(t *testing.T) {
 	t.Parallel()
 	k := testdb.NewKit(t, testdb.KitOptions{})
 	uid, sid := uuid.NewString(), uuid.NewString()
-	tokIssued, err := k.Tokens.Issue(uid, sid, auth.RoleAdmin, time.Time{})
+	tokIssued, err := k.Service.Tokens().Issue(uid, sid, auth.RoleAdmin, time.Time{})
 	tok := tokIssued.Token
 	if err != nil {
 		t.Fatal(err)
@@ -181,9 +181,9 @@ func TestIssuedTokenShape(t *testing.T) {
 	// Every token gets its own jti.
 	seen := map[string]bool{}
 	for range 200 {
-		tokIssued, _ := k.Tokens.Issue(uid, sid, auth.RoleUser, time.Time{})
+		tokIssued, _ := k.Service.Tokens().Issue(uid, sid, auth.RoleUser, time.Time{})
 		tok := tokIssued.Token
-		p, err := k.Tokens.Verify(context.Background(), tok)
+		p, err := k.Service.Tokens().Verify(context.Background(), tok)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,12 +203,12 @@ func TestOtherAlgorithms(t *testing.T) {
 				c.Alg = alg
 				c.HMACSecret = []byte(strings.Repeat("s", 32))
 			}})
-			tokIssued, err := k.Tokens.Issue(uuid.NewString(), uuid.NewString(), auth.RoleUser, time.Time{})
+			tokIssued, err := k.Service.Tokens().Issue(uuid.NewString(), uuid.NewString(), auth.RoleUser, time.Time{})
 			tok := tokIssued.Token
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := k.Tokens.Verify(context.Background(), tok); err != nil {
+			if _, err := k.Service.Tokens().Verify(context.Background(), tok); err != nil {
 				t.Fatalf("Verify own %s token: %v", alg, err)
 			}
 			jwks := k.Keys.JWKS()
@@ -235,7 +235,7 @@ func TestOtherAlgorithms(t *testing.T) {
 		ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		tok := craft(t, map[string]any{"alg": "ES256", "typ": "at+jwt", "kid": kid}, map[string]any{"sub": uuid.NewString()},
 			func(b []byte) []byte { d := sha256.Sum256(b); s, _ := ecdsa.SignASN1(rand.Reader, ec, d[:]); return s })
-		if _, err := k.Tokens.Verify(context.Background(), tok); !errors.Is(err, auth.ErrInvalidToken) {
+		if _, err := k.Service.Tokens().Verify(context.Background(), tok); !errors.Is(err, auth.ErrInvalidToken) {
 			t.Fatalf("Verify: %v, want ErrInvalidToken", err)
 		}
 	})
@@ -254,12 +254,12 @@ func TestKeysSealedAtRest(t *testing.T) {
 	if _, err := x509.ParsePKCS8PrivateKey(der); err == nil || !sealed {
 		t.Fatal("the private key is stored in the clear")
 	}
-	tokIssued, err := k.Tokens.Issue(uuid.NewString(), uuid.NewString(), auth.RoleUser, time.Time{})
+	tokIssued, err := k.Service.Tokens().Issue(uuid.NewString(), uuid.NewString(), auth.RoleUser, time.Time{})
 	tok := tokIssued.Token
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := k.Tokens.Verify(context.Background(), tok); err != nil {
+	if _, err := k.Service.Tokens().Verify(context.Background(), tok); err != nil {
 		t.Fatal(err)
 	}
 	// The kid is bound as associated data: a sealed key moved to another kid does not open.

@@ -4,9 +4,10 @@ import (
 	"net/http"
 	"testing"
 
+	"net/http/httptest"
+
 	httpapi "github.com/acme/accounts/internal/http"
 	"github.com/acme/accounts/internal/testdb"
-	"net/http/httptest"
 )
 
 func TestCORS(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/acme/accounts/internal/auth"
 	httpapi "github.com/acme/accounts/internal/http"
+	"github.com/acme/accounts/internal/metrics"
 	"github.com/acme/accounts/internal/testdb"
 )
 
@@ -39,8 +40,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if ready == nil {
 		ready = k.Store.Ping
 	}
+	reg := metrics.New()
+	if err := reg.Watch(nil, k.Service); err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{Log: k.Log, Service: k.Service, Keys: k.Keys, Ready: ready,
-		TrustedProxies: o.proxies}))
+		TrustedProxies: o.proxies, Metrics: reg}))
 	t.Cleanup(srv.Close)
 	return &env{Kit: k, srv: srv}
 }

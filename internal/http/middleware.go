@@ -90,12 +90,12 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 
 // logRequests writes one line per request, with the route pattern rather
 // than the path (which can carry ids), and feeds the HTTP metrics.
-func logRequests(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
+func logRequests(log *slog.Logger, m Metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			m.inFlight.Inc()
-			defer m.inFlight.Dec()
+			m.InFlight(1)
+			defer m.InFlight(-1)
 			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 			next.ServeHTTP(ww, r)
 			status := ww.Status()
@@ -107,7 +107,7 @@ func logRequests(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
 				route = rc.RoutePattern()
 			}
 			d := time.Since(start)
-			m.observe(r.Method, route, status, d)
+			m.Request(r.Method, route, status, d)
 			log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 				slog.String("method", r.Method), slog.String("route", route), slog.Int("status", status),
 				slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("request_id", requestID(r.Context())),

@@ -11,7 +11,7 @@ func addRoutes(r chi.Router, d Deps) {
 
 	r.Get("/healthz", handleHealthz())
 	r.Get("/readyz", handleReadyz(d.Ready))
-	r.Method("GET", "/metrics", d.Metrics.handler())
+	r.Method("GET", "/metrics", d.Metrics.Handler())
 	r.Get("/.well-known/jwks.json", handleJWKS(d.Keys))
 
 	r.Route("/v1", func(r chi.Router) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -20,8 +21,10 @@ type Deps struct {
 	Service *auth.Service
 	Keys    interface{ JWKS() []auth.JWK }
 	// Ready reports whether the database answers.
-	Ready   func(context.Context) error
-	Metrics *Metrics
+	Ready func(context.Context) error
+	// Metrics counts requests and serves /metrics; nil counts nothing and
+	// /metrics answers 404.
+	Metrics Metrics
 	// TrustedProxies are CIDRs whose X-Forwarded-For is believed.
 	TrustedProxies []string
 	// CORSOrigins, when not empty, are the browser origins allowed to call
@@ -31,15 +34,27 @@ type Deps struct {
 	HSTS bool
 }
 
+// Metrics receives the HTTP layer's counts (internal/metrics implements
+// it with Prometheus) and serves them.
+type Metrics interface {
+	// Request counts one answered request by method, route pattern and status.
+	Request(method, route string, status int, d time.Duration)
+	// InFlight moves the count of requests being served by delta.
+	InFlight(delta int)
+	// Handler serves the metrics at /metrics.
+	Handler() http.Handler
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) Request(string, string, int, time.Duration) {}
+func (nopMetrics) InFlight(int)                               {}
+func (nopMetrics) Handler() http.Handler                      { return http.NotFoundHandler() }
+
 // NewServer returns the service's handler.
 func NewServer(d Deps) http.Handler {
 	if d.Metrics == nil {
-		d.Metrics = NewMetrics()
-	}
-	if d.Service != nil {
-		d.Service.SetMetrics(d.Metrics)
-		d.Metrics.Gauge("accounts_hash_slots_in_use", "Password hashes being computed.",
-			func() float64 { return float64(d.Service.HashSlotsInUse()) })
+		d.Metrics = nopMetrics{}
 	}
 	r := chi.NewRouter()
 	r.Use(withRequestID, securityHeaders, recoverer(d.Log))

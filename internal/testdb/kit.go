@@ -46,13 +46,13 @@ const (
 	Audience = "accounts-test"
 )
 
-// Kit is a service wired to a real database, with a test clock.
+// Kit is a service wired to a real database, with a test clock, by the
+// same constructor the server uses (auth.New).
 type Kit struct {
 	Pool    *pgxpool.Pool
 	Store   *store.Store
 	Clock   *Clock
 	Keys    *auth.KeyRing
-	Tokens  *auth.Tokens
 	Service *auth.Service
 	Config  auth.Config
 	Log     *slog.Logger
@@ -98,28 +98,27 @@ func NewKit(tb testing.TB, opts KitOptions) *Kit {
 		out = io.Discard
 	}
 	log := slog.New(slog.NewJSONHandler(out, nil))
-	cfg := auth.Config{
-		AccessTTL: 15 * time.Minute, RefreshTTL: 720 * time.Hour, SessionMaxAge: 2160 * time.Hour,
-		ReuseGrace: 10 * time.Second, PasswordMinLength: 12, Argon2: TestArgon2,
-		HashSlots: 4, HashWait: 5 * time.Second,
+	o := auth.Options{
+		Config: auth.Config{
+			AccessTTL: 15 * time.Minute, RefreshTTL: 720 * time.Hour, SessionMaxAge: 2160 * time.Hour,
+			ReuseGrace: 10 * time.Second, PasswordMinLength: 12, Argon2: TestArgon2,
+			HashSlots: 4, HashWait: 5 * time.Second,
+		},
+		Keys:   auth.KeyConfig{Alg: auth.AlgEdDSA},
+		Issuer: Issuer, Audience: Audience, Leeway: opts.Leeway,
+		InMemoryRevocations: !opts.NoRevocations, Log: log, Now: clock.Now,
 	}
 	if opts.Config != nil {
-		opts.Config(&cfg)
+		opts.Config(&o.Config)
 	}
-	kc := auth.KeyConfig{Alg: auth.AlgEdDSA, Retention: auth.RevocationWindow(cfg.AccessTTL, opts.Leeway) + auth.KeyReloadInterval}
 	if opts.Keys != nil {
-		opts.Keys(&kc)
+		opts.Keys(&o.Keys)
 	}
 	st := opts.Store
 	if st == nil {
 		st = store.New(pool)
 	}
-	ring, err := auth.NewKeyRing(context.Background(), kc, st, clock.Now)
-	if err != nil {
-		tb.Fatalf("key ring: %v", err)
-	}
-	tokens := auth.NewTokens(ring, Issuer, Audience, cfg.AccessTTL, opts.Leeway, clock.Now)
-	svc, err := auth.NewService(st, tokens, cfg, log, clock.Now)
+	svc, err := auth.New(context.Background(), st, o)
 	if err != nil {
 		tb.Fatalf("service: %v", err)
 	}
@@ -127,11 +126,9 @@ func NewKit(tb testing.TB, opts KitOptions) *Kit {
 	if heartbeat == 0 {
 		heartbeat = time.Minute
 	}
-	k := &Kit{Pool: pool, Store: st, Clock: clock, Keys: ring, Tokens: tokens, Service: svc, Config: cfg, Log: log,
-		StopListening: func() {}, heartbeat: heartbeat}
-	if !opts.NoRevocations {
-		k.Revocations = auth.NewRevocations(st, auth.RevocationWindow(cfg.AccessTTL, opts.Leeway), log, clock.Now)
-		svc.UseRevocations(k.Revocations)
+	k := &Kit{Pool: pool, Store: st, Clock: clock, Keys: svc.Keys(), Service: svc, Config: o.Config, Log: log,
+		Revocations: svc.Revocations(), StopListening: func() {}, heartbeat: heartbeat}
+	if k.Revocations != nil {
 		k.StartListening(tb)
 	}
 	return k

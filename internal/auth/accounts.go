@@ -1,0 +1,233 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Signup creates an account with role user.
+// Returns *ValidationError, ErrEmailTaken or ErrUnavailable.
+func (s *Service) Signup(ctx context.Context, email, password string, c Client) (User, error) {
+	email, err := NormalizeEmail(email)
+	if err != nil {
+		return User{}, err
+	}
+	if err := checkNewPassword("password", password, email, s.cfg.PasswordMinLength); err != nil {
+		return User{}, err
+	}
+	// Hash before looking for the email, so an existing one costs the same time.
+	h, err := s.hash(ctx, password)
+	if err != nil {
+		return User{}, err
+	}
+	u, err := s.store.CreateUser(ctx, email, h, s.now())
+	if err != nil {
+		return User{}, err
+	}
+	s.record(ctx, Event{Type: EventSignup, UserID: u.ID, Client: c})
+	return u, nil
+}
+
+// Login checks a password and opens a session. The attempt is counted
+// against the email's LOGIN_RATE_LIMIT before any hashing (a right
+// password gives its count back), so that concurrent guesses evaluate at
+// most the limit.
+// Returns *ValidationError, ErrInvalidCredentials, *RateLimitError or ErrUnavailable.
+func (s *Service) Login(ctx context.Context, email, password string, c Client) (TokenPair, error) {
+	if strings.TrimSpace(email) == "" {
+		return TokenPair{}, Invalid("email", "is required")
+	}
+	if password == "" {
+		return TokenPair{}, Invalid("password", "is required")
+	}
+	if len(password) > MaxPasswordBytes {
+		return TokenPair{}, Invalid("password", fmt.Sprintf("must be at most %d bytes", MaxPasswordBytes))
+	}
+	a, err := s.reserve(ctx, s.cfg.LoginLimit, "login", loginLimitKey(email), c)
+	if err != nil {
+		if errors.Is(err, ErrTooManyRequests) {
+			s.metrics.Login("limited")
+		}
+		return TokenPair{}, err
+	}
+	u, err := s.checkLogin(ctx, email, password, c)
+	if err != nil {
+		if !errors.Is(err, ErrInvalidCredentials) {
+			s.release(ctx, a) // not a guess that was evaluated
+		}
+		return TokenPair{}, err
+	}
+	s.release(ctx, a)
+	if NeedsRehash(u.PasswordHash, s.cfg.Argon2) {
+		s.rehash(ctx, &u, password)
+	}
+	runHook(s.hooks.beforeOpenSession)
+	pair, sid, err := s.openSession(ctx, u, c)
+	if errors.Is(err, ErrCredentialsChanged) {
+		// The password changed, or every session was ended, between the
+		// check and now: the session this login verified for is gone.
+		s.metrics.Login("failed")
+		s.record(ctx, Event{Type: EventLoginFailed, UserID: u.ID, Client: c, Detail: map[string]any{"reason": "credentials_changed"}})
+		return TokenPair{}, ErrInvalidCredentials
+	}
+	if err != nil {
+		return TokenPair{}, err
+	}
+	s.sessions.put(sid, u.ID)
+	s.metrics.Login("ok")
+	s.record(ctx, Event{Type: EventLoginOK, UserID: u.ID, SessionID: sid, Client: c})
+	return pair, nil
+}
+
+// checkLogin finds the account and checks its password, spending one hash
+// at the current parameters on every failure. Returns ErrInvalidCredentials
+// for an unknown email or a wrong password.
+func (s *Service) checkLogin(ctx context.Context, email, password string, c Client) (User, error) {
+	u, err := s.userForLogin(ctx, email)
+	if errors.Is(err, ErrNotFound) {
+		// Spend one hash anyway so that timing does not tell which emails exist.
+		if _, err := s.verify(ctx, password, s.dummy); err != nil {
+			return User{}, err
+		}
+		s.metrics.Login("failed")
+		s.record(ctx, Event{Type: EventLoginFailed, Client: c, Detail: map[string]any{"reason": "unknown_email"}})
+		return User{}, ErrInvalidCredentials
+	}
+	if err != nil {
+		return User{}, err
+	}
+	ok, err := s.verifyFailure(ctx, password, u.PasswordHash)
+	if err != nil {
+		return User{}, err
+	}
+	if !ok {
+		s.metrics.Login("failed")
+		s.record(ctx, Event{Type: EventLoginFailed, UserID: u.ID, Client: c, Detail: map[string]any{"reason": "wrong_password"}})
+		return User{}, ErrInvalidCredentials
+	}
+	return u, nil
+}
+
+// rehash stores the password under the current parameters, replacing
+// exactly the hash that was verified: a password changed meanwhile stays.
+func (s *Service) rehash(ctx context.Context, u *User, password string) {
+	h, err := s.hash(ctx, password)
+	if err != nil {
+		return // a login does not fail for want of a rehash
+	}
+	runHook(s.hooks.beforeRehash)
+	replaced, err := s.store.RehashPassword(ctx, u.ID, u.PasswordHash, h, s.now())
+	if err != nil {
+		s.log.Error("rehash not stored", "user_id", u.ID, "err", err)
+		return
+	}
+	if replaced {
+		u.PasswordHash = h
+	}
+}
+
+func (s *Service) userForLogin(ctx context.Context, email string) (User, error) {
+	e, err := NormalizeEmail(email)
+	if err != nil {
+		return User{}, ErrNotFound // no such account can exist
+	}
+	return s.store.UserByEmail(ctx, e)
+}
+
+// Me returns the caller's account: from the revocation check's query when
+// that ran, else from the user cache, else from the database.
+func (s *Service) Me(ctx context.Context, p Principal) (User, error) {
+	if p.User.ID != "" {
+		return p.User, nil
+	}
+	trusted := s.revocations != nil && s.revocations.Synced()
+	if trusted {
+		if u, ok := s.users.get(p.UserID); ok {
+			return u, nil
+		}
+	}
+	gen := s.users.generation()
+	u, err := s.store.UserByID(ctx, p.UserID)
+	if errors.Is(err, ErrNotFound) {
+		return User{}, ErrInvalidToken
+	}
+	if err != nil {
+		return User{}, err
+	}
+	u.PasswordHash = ""
+	if trusted {
+		s.users.put(u, gen)
+	}
+	return u, nil
+}
+
+// ChangePassword replaces the caller's password after checking the current
+// one, and ends every other session of the caller. Wrong current passwords
+// are counted per user against LOGIN_RATE_LIMIT's numbers, apart from the
+// login lockout, before any hashing; the new password's strength is judged
+// only once the current one checked out (no oracle for a token thief).
+// Returns *ValidationError, ErrInvalidCredentials, *RateLimitError,
+// ErrInvalidToken (the account is gone) or ErrUnavailable.
+func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next string, c Client) error {
+	if current == "" {
+		return Invalid("current_password", "is required")
+	}
+	if len(current) > MaxPasswordBytes {
+		return Invalid("current_password", fmt.Sprintf("must be at most %d bytes", MaxPasswordBytes))
+	}
+	if err := checkPasswordLength("new_password", next, s.cfg.PasswordMinLength); err != nil {
+		return err
+	}
+	u, err := s.reauthenticate(ctx, p, current, c)
+	if err != nil {
+		return err
+	}
+	if err := checkPasswordStrength("new_password", next, u.Email); err != nil {
+		return err
+	}
+	h, err := s.hash(ctx, next)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	ended, err := s.store.ChangePassword(ctx, u.ID, u.PasswordHash, h, p.SessionID, now)
+	if errors.Is(err, ErrCredentialsChanged) {
+		return ErrInvalidCredentials // changed meanwhile: the current password is no longer current
+	}
+	if err != nil {
+		return err
+	}
+	for _, sid := range ended {
+		s.revoke(Revocation{Kind: EndedSession, ID: sid, At: now})
+	}
+	s.record(ctx, Event{Type: EventPasswordChanged, UserID: u.ID, SessionID: p.SessionID, Client: c})
+	return nil
+}
+
+// reauthenticate checks the caller's current password, counted against
+// the re-authentication limit (LOGIN_RATE_LIMIT's numbers, keyed by user,
+// apart from the login lockout: a stolen access token cannot lock the
+// owner out of logging in, and failed logins by others cannot block this).
+// Returns ErrInvalidCredentials, *RateLimitError, ErrInvalidToken or ErrUnavailable.
+func (s *Service) reauthenticate(ctx context.Context, p Principal, password string, c Client) (User, error) {
+	a, err := s.reserve(ctx, s.cfg.LoginLimit, "reauth", limitKey("reauth", p.UserID), c)
+	if err != nil {
+		return User{}, err
+	}
+	u, err := s.store.UserByID(ctx, p.UserID)
+	if err == nil {
+		var ok bool
+		if ok, err = s.verifyFailure(ctx, password, u.PasswordHash); err == nil && !ok {
+			s.record(ctx, Event{Type: EventPasswordChangeFailed, UserID: u.ID, SessionID: p.SessionID, Client: c,
+				Detail: map[string]any{"reason": "wrong_password"}})
+			return User{}, ErrInvalidCredentials // the reservation stays: a failure
+		}
+	}
+	s.release(ctx, a)
+	if errors.Is(err, ErrNotFound) {
+		return User{}, ErrInvalidToken
+	}
+	return u, err
+}

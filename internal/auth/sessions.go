@@ -1,0 +1,212 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// openSession opens a session for u, conditional on u's session epoch
+// being still current, and ends the sessions past the cap.
+// Returns ErrCredentialsChanged.
+func (s *Service) openSession(ctx context.Context, u User, c Client) (TokenPair, string, error) {
+	rt, err := newRefreshToken()
+	if err != nil {
+		return TokenPair{}, "", err
+	}
+	now := s.now()
+	sid := uuid.NewString()
+	expires := now.Add(s.cfg.SessionMaxAge)
+	refreshExp := now.Add(s.cfg.RefreshTTL)
+	if refreshExp.After(expires) {
+		refreshExp = expires
+	}
+	ended, err := s.store.CreateSession(ctx, NewSession{ID: sid, UserID: u.ID, Epoch: u.SessionEpoch,
+		MaxSessions: s.cfg.MaxSessions, Now: now, ExpiresAt: expires,
+		RefreshHash: rt.Hash[:], RefreshExpiresAt: refreshExp, Client: c})
+	if errors.Is(err, ErrNotFound) {
+		return TokenPair{}, "", ErrCredentialsChanged // the account was deleted meanwhile
+	}
+	if err != nil {
+		return TokenPair{}, "", err
+	}
+	for _, old := range ended {
+		s.revoke(Revocation{Kind: EndedSession, ID: old, At: now})
+		s.record(ctx, Event{Type: EventSessionDeleted, UserID: u.ID, SessionID: old, Client: c,
+			Detail: map[string]any{"reason": "max_sessions"}})
+	}
+	pair, err := s.pair(u.ID, sid, u.Role, rt.Text, refreshExp)
+	return pair, sid, err
+}
+
+// pair issues an access token that never outlives its session (notAfter),
+// so that a token's session cannot expire under it. expires_in is the
+// token's own exp − iat.
+func (s *Service) pair(userID, sid, role, refresh string, notAfter time.Time) (TokenPair, error) {
+	it, err := s.tokens.Issue(userID, sid, role, notAfter)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	return TokenPair{AccessToken: it.Token, ExpiresIn: it.ExpiresIn(), RefreshToken: refresh}, nil
+}
+
+// Refresh spends a refresh token and returns its successor.
+// Returns *ValidationError or ErrInvalidGrant.
+func (s *Service) Refresh(ctx context.Context, token string, c Client) (TokenPair, error) {
+	if token == "" {
+		return TokenPair{}, Invalid("refresh_token", "is required")
+	}
+	presented, ok := parseRefreshToken(token)
+	if !ok {
+		return TokenPair{}, ErrInvalidGrant
+	}
+	next, err := newRefreshToken()
+	if err != nil {
+		return TokenPair{}, err
+	}
+	sealed, err := sealSuccessor(presented, next)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	res, err := s.store.RotateRefreshToken(ctx, RotateParams{
+		Hash: presented.Hash[:], NewHash: next.Hash[:], SealedNew: sealed, Now: s.now(),
+		Grace: s.cfg.ReuseGrace, TTL: s.cfg.RefreshTTL, Client: c,
+	})
+	if err != nil {
+		return TokenPair{}, err
+	}
+	s.metrics.Refresh(res.Outcome)
+	if res.Outcome == RotateRotated || res.Outcome == RotateGrace {
+		s.sessions.put(res.SessionID, res.UserID)
+	}
+	switch res.Outcome {
+	case RotateRotated:
+		return s.refreshPair(res, next.Text)
+	case RotateGrace:
+		succ, err := openSuccessor(presented, res.Sealed)
+		if err != nil {
+			return TokenPair{}, ErrInvalidGrant
+		}
+		return s.refreshPair(res, succ.Text)
+	case RotateReuse:
+		s.revoke(Revocation{Kind: EndedSession, ID: res.SessionID, At: s.now()})
+		s.record(ctx, Event{Type: EventRefreshReuse, UserID: res.UserID, SessionID: res.SessionID, Client: c,
+			Detail: map[string]any{"session_ended": true}})
+		return TokenPair{}, ErrInvalidGrant
+	default:
+		return TokenPair{}, ErrInvalidGrant
+	}
+}
+
+// refreshPair is pair for a rotation: a session whose end is less than a
+// second away gets no token that would be dead on arrival.
+func (s *Service) refreshPair(res RotateResult, refresh string) (TokenPair, error) {
+	pair, err := s.pair(res.UserID, res.SessionID, res.Role, refresh, res.ExpiresAt)
+	if errors.Is(err, errNoTimeLeft) {
+		return TokenPair{}, ErrInvalidGrant
+	}
+	return pair, err
+}
+
+// Authenticate verifies an access token and checks it against the
+// revocation state: its jti, its session, and the user's logout-all cut-off.
+// Returns ErrInvalidToken.
+func (s *Service) Authenticate(ctx context.Context, token string) (Principal, error) {
+	p, err := s.tokens.Verify(ctx, token)
+	if err != nil {
+		return Principal{}, err
+	}
+	if s.revocations != nil {
+		if revoked, ok := s.revocations.Check(p); ok {
+			if revoked {
+				return Principal{}, ErrInvalidToken
+			}
+			if uid, known := s.sessions.get(p.SessionID); known {
+				if uid != p.UserID {
+					return Principal{}, ErrInvalidToken
+				}
+				return p, nil
+			}
+			// A session not seen here yet: the database says once
+			// whether it exists and is this user's.
+		}
+	}
+	// No trusted in-memory state (not configured, or its listener is
+	// down), or an unknown session: ask the database, and read the user
+	// in the same query.
+	st, err := s.store.AccessState(ctx, p.UserID, p.SessionID, p.JTI, s.now())
+	if errors.Is(err, ErrNotFound) {
+		return Principal{}, ErrInvalidToken
+	}
+	if err != nil {
+		return Principal{}, err
+	}
+	// iat has whole seconds; tokens issued in the second of a logout-all are
+	// caught by their ended session instead.
+	if st.Revoked || !st.SessionActive ||
+		(st.LogoutAllAt != nil && p.IssuedAt.Before(st.LogoutAllAt.Truncate(time.Second))) {
+		return Principal{}, ErrInvalidToken
+	}
+	s.sessions.put(p.SessionID, p.UserID)
+	p.User = st.User
+	return p, nil
+}
+
+// Logout ends the caller's session and revokes the access token presented.
+func (s *Service) Logout(ctx context.Context, p Principal, c Client) error {
+	now := s.now()
+	if err := s.store.Logout(ctx, p.SessionID, p.JTI, p.ExpiresAt, now); err != nil {
+		return err
+	}
+	s.revoke(Revocation{Kind: RevokedJTI, ID: p.JTI, At: p.ExpiresAt}, Revocation{Kind: EndedSession, ID: p.SessionID, At: now})
+	s.record(ctx, Event{Type: EventLogout, UserID: p.UserID, SessionID: p.SessionID, Client: c})
+	return nil
+}
+
+// LogoutAll ends every session of the caller and revokes every access token
+// issued so far.
+func (s *Service) LogoutAll(ctx context.Context, p Principal, c Client) error {
+	if err := s.logoutUser(ctx, p.UserID); err != nil {
+		return err
+	}
+	s.record(ctx, Event{Type: EventLogoutAll, UserID: p.UserID, SessionID: p.SessionID, Client: c})
+	return nil
+}
+
+// logoutUser ends every session of a user and sets the cut-off, here at
+// once and everywhere through the database.
+func (s *Service) logoutUser(ctx context.Context, userID string) error {
+	now := s.now()
+	ended, err := s.store.LogoutUser(ctx, userID, now)
+	if err != nil {
+		return err
+	}
+	// The cut-off has whole seconds (like iat); tokens issued within its
+	// second are stopped by their ended sessions.
+	s.revoke(Revocation{Kind: UserCutoff, ID: userID, At: now.Truncate(time.Second)})
+	for _, sid := range ended {
+		s.revoke(Revocation{Kind: EndedSession, ID: sid, At: now})
+	}
+	return nil
+}
+
+// Sessions lists the caller's active sessions.
+func (s *Service) Sessions(ctx context.Context, p Principal) ([]Session, error) {
+	return s.store.ListSessions(ctx, p.UserID, s.now())
+}
+
+// EndSession ends one of the caller's sessions. Returns ErrNotFound.
+func (s *Service) EndSession(ctx context.Context, p Principal, sessionID string, c Client) error {
+	if uuid.Validate(sessionID) != nil {
+		return ErrNotFound
+	}
+	now := s.now()
+	if err := s.store.EndSession(ctx, p.UserID, sessionID, now); err != nil {
+		return err
+	}
+	s.revoke(Revocation{Kind: EndedSession, ID: sessionID, At: now})
+	s.record(ctx, Event{Type: EventSessionDeleted, UserID: p.UserID, SessionID: sessionID, Client: c})
+	return nil
+}

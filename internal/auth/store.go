@@ -1,0 +1,120 @@
+package auth
+
+import (
+	"context"
+	"time"
+)
+
+// Store is what the service needs from the database.
+type Store interface {
+	KeyStore
+	RevocationSource
+
+	// CreateUser stores a new user with role user. Returns ErrEmailTaken.
+	CreateUser(ctx context.Context, email, passwordHash string, now time.Time) (User, error)
+	// UserByEmail finds a user case-insensitively. Returns ErrNotFound.
+	UserByEmail(ctx context.Context, email string) (User, error)
+	// UserByID returns ErrNotFound.
+	UserByID(ctx context.Context, id string) (User, error)
+	// RehashPassword replaces oldHash, and only oldHash, with newHash
+	// without touching sessions (rehash on login); it reports whether it did.
+	RehashPassword(ctx context.Context, userID, oldHash, newHash string, now time.Time) (bool, error)
+	// ChangePassword replaces oldHash with newHash and ends every session of
+	// the user but keepSessionID, returning the ids of the sessions it
+	// ended. Returns ErrCredentialsChanged when the hash is no longer oldHash.
+	ChangePassword(ctx context.Context, userID, oldHash, newHash, keepSessionID string, now time.Time) ([]string, error)
+	// ListUsers pages by (created_at, id), after the cursor when it is not nil.
+	ListUsers(ctx context.Context, after *UserCursor, limit int) ([]User, error)
+	// SetRole returns ErrNotFound.
+	SetRole(ctx context.Context, email, role string, now time.Time) (User, error)
+
+	// CreateSession stores a session and its first refresh token if the
+	// user's session epoch is still s.Epoch, then ends the user's least
+	// recently used sessions past s.MaxSessions, returning their ids.
+	// Returns ErrCredentialsChanged or ErrNotFound.
+	CreateSession(ctx context.Context, s NewSession) ([]string, error)
+	// RotateRefreshToken settles one refresh atomically; see RotateResult.
+	RotateRefreshToken(ctx context.Context, p RotateParams) (RotateResult, error)
+	// ListSessions returns the user's active sessions, newest first.
+	ListSessions(ctx context.Context, userID string, now time.Time) ([]Session, error)
+	// EndSession ends one active session of the user. Returns ErrNotFound.
+	EndSession(ctx context.Context, userID, sessionID string, now time.Time) error
+	// Logout revokes jti until jtiExpires and ends its session.
+	Logout(ctx context.Context, sessionID, jti string, jtiExpires, now time.Time) error
+	// LogoutUser ends every session of the user and revokes every access
+	// token issued before now, returning the ids of the sessions it ended.
+	// Returns ErrNotFound for an unknown user.
+	LogoutUser(ctx context.Context, userID string, now time.Time) ([]string, error)
+	// AccessState reads what decides whether a verified access token is still good.
+	AccessState(ctx context.Context, userID, sessionID, jti string, now time.Time) (AccessState, error)
+
+	// RecordEvent appends to the audit trail.
+	RecordEvent(ctx context.Context, e Event) error
+	// ListEvents pages the audit trail newest first: the user's events, or
+	// everyone's when userID is empty; only ids below beforeID when it is not 0.
+	ListEvents(ctx context.Context, userID string, beforeID int64, limit int) ([]Event, error)
+
+	// HitRateLimits counts one event against each hit's key in its fixed
+	// window, atomically, and returns the counts in the order of hits.
+	HitRateLimits(ctx context.Context, hits []RateHit, now time.Time) ([]RateCount, error)
+	// ReleaseRateLimit gives back one event counted against key in the
+	// window ending at windowEnd.
+	ReleaseRateLimit(ctx context.Context, key string, windowEnd time.Time) error
+}
+
+// NewSession is a login's session and first refresh token.
+type NewSession struct {
+	ID     string
+	UserID string
+	// Epoch is the user's session epoch when the password was verified:
+	// the session is opened only if it is still current.
+	Epoch int64
+	// MaxSessions, when not 0, is how many live sessions the user may keep.
+	MaxSessions      int
+	Now              time.Time
+	ExpiresAt        time.Time
+	RefreshHash      []byte
+	RefreshExpiresAt time.Time
+	Client           Client
+}
+
+// RotateParams is one refresh, with every value decided by the service.
+type RotateParams struct {
+	Hash, NewHash, SealedNew []byte
+	Now                      time.Time
+	Grace, TTL               time.Duration
+	Client                   Client
+}
+
+// Outcomes of a rotation.
+const (
+	RotateRotated = "rotated" // the token was live; NewHash is now the live token
+	RotateGrace   = "grace"   // just spent and within the grace window; Sealed is its successor
+	RotateReuse   = "reuse"   // a spent token again: the session was ended
+	RotateInvalid = "invalid" // unknown, expired, or its session is over
+)
+
+// RotateResult is what a rotation decided.
+type RotateResult struct {
+	Outcome   string
+	SessionID string
+	UserID    string
+	Role      string
+	Sealed    []byte
+	// ExpiresAt is when the live refresh token, capped by the session, expires.
+	ExpiresAt time.Time
+}
+
+// AccessState is the stored state an access token is checked against.
+type AccessState struct {
+	User          User
+	SessionActive bool
+	Revoked       bool
+	LogoutAllAt   *time.Time
+}
+
+// UserCursor is a position in the admin user listing.
+type UserCursor struct {
+	CreatedAt time.Time
+	ID        string
+}
