@@ -65,7 +65,10 @@ for s in me refresh login signup mixed; do
 done
 
 cores=$(nproc)
-slots=$(( 2 * cores )); bymem=$(( 262144 / ${ARGON2_MEMORY_KIB:-19456} )); [ "$bymem" -lt "$slots" ] && slots=$bymem
+# The server sizes its hashing slots itself (from the CPUs and its memory budget); ask it.
+scrape() { curl -fs "$URL/metrics" | awk -v n="$1" '$1 == n {print $2; exit}'; }
+slots=$(scrape accounts_hash_slots); slots=${slots%.*}
+hash_mib=$(( $(scrape accounts_hash_memory_bytes | awk '{printf "%d", $1}') / 1048576 ))
 echo "overload: $(( 4 * slots )) concurrent logins for $slots hashing slots" >&2
 lt -scenario login -c $(( 4 * slots )) -users "$C" -label "4x overload"
 echo "1000 concurrent logins" >&2
@@ -93,6 +96,8 @@ if [ -x "$BASELINE_DIR/run.sh" ] && /usr/bin/python3 -c 'import flask, flask_jwt
   kill "$flask_pid" 2>/dev/null; wait "$flask_pid" 2>/dev/null || true
   "$PSQL" "$ADMIN" -Xqc "DROP DATABASE IF EXISTS $FDB WITH (FORCE)" >/dev/null 2>&1 || true
   baseline=1
+else
+  echo "baseline: not measured (no reference stack in BASELINE_DIR=$BASELINE_DIR, or its Python packages are missing)" >&2
 fi
 
 # The report.
@@ -106,7 +111,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f %%", 100*a/b;
   echo
   echo "- Machine: $cores cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
   echo "- Go $(go env GOVERSION), PostgreSQL $("$PSQL" "$DBURL" -Xtqc 'SHOW server_version' | tr -d ' '), load generator on the same machine"
-  echo "- Server: defaults (EdDSA, argon2id m=${ARGON2_MEMORY_KIB:-19456} KiB t=${ARGON2_TIME:-2} p=${ARGON2_THREADS:-1}, $slots hashing slots) with IP_RATE_LIMIT=0 (every request comes from one address) and LOG_LEVEL=warn"
+  echo "- Server: defaults (EdDSA, argon2id with $hash_mib MiB per hash, $slots hashing slots) with IP_RATE_LIMIT=0 (every request comes from one address) and LOG_LEVEL=warn"
   echo "- Each run: $C connections for $DUR, after set-up (users, tokens) outside the timed part; every figure measured twice"
   echo
   echo "## Scenarios"
@@ -140,7 +145,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f %%", 100*a/b;
     echo "flask-seed has no reuse detection: its refresh only blocklists the spent token."
     echo
   else
-    echo "(The reference Flask stack was not measured: it needs ../shared/baselines/flask-seed and Debian's python3-flask, python3-python-flask-jwt-extended, python3-psycopg2 and gunicorn.)"
+    echo "(The reference Flask stack was not measured: it needs its files in BASELINE_DIR ($BASELINE_DIR) and Debian's python3-flask, python3-python-flask-jwt-extended, python3-psycopg2 and gunicorn.)"
     echo
   fi
   echo "## Logins under overload"
@@ -148,7 +153,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f %%", 100*a/b;
   o=$(row login "4x overload"); k=$(row login "1000 concurrent")
   echo "- $(( 4 * slots )) concurrent logins for $slots hashing slots: $(echo "$o" | cut -f4) req/s, p99 $(echo "$o" | cut -f7) ms (the queue wait is bounded at 1 s), refused: $(echo "$o" | cut -f9) $(echo "$o" | cut -f10)"
   echo "- 1000 concurrent logins: $(echo "$k" | cut -f4) req/s, p99 $(echo "$k" | cut -f7) ms, refused: $(echo "$k" | cut -f9) $(echo "$k" | cut -f10)"
-  echo "- Peak RSS of the server over the whole run (VmHWM): $(( rss_kib / 1024 )) MiB; budget: $slots slots × $(( ${ARGON2_MEMORY_KIB:-19456} / 1024 )) MiB + 150 MiB = $(( slots * ${ARGON2_MEMORY_KIB:-19456} / 1024 + 150 )) MiB"
+  echo "- Peak RSS of the server over the whole run (VmHWM): $(( rss_kib / 1024 )) MiB; budget: $slots slots × $hash_mib MiB + 150 MiB = $(( slots * hash_mib + 150 )) MiB"
   echo
   echo "## Micro-benchmarks"
   echo

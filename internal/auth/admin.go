@@ -26,8 +26,11 @@ func (s *Service) requireAdmin(ctx context.Context, p Principal) error {
 	return nil
 }
 
-// MaxPageSize is the largest admin listing page.
-const MaxPageSize = 100
+// Page sizes of the cursor-paged listings (users, audit events).
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 100
+)
 
 // ListUsers is the admin listing, paged by an opaque cursor.
 // Returns ErrForbidden or *ValidationError.

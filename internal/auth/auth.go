@@ -63,7 +63,7 @@ type User struct {
 	Email        string
 	Role         string
 	CreatedAt    time.Time
-	PasswordHash string
+	PasswordHash PasswordHash
 	// SessionEpoch moves whenever every session of the user must end
 	// (password change, logout everywhere): a login opens its session only
 	// if the epoch it read is still current.

@@ -31,7 +31,13 @@ func (s *Service) withHashSlot(ctx context.Context, fn func() error) error {
 // HashSlotsInUse is the number of password hashes being computed.
 func (s *Service) HashSlotsInUse() int { return len(s.slots) }
 
-func (s *Service) hash(ctx context.Context, pw string) (h string, err error) {
+// HashSlots is how many password hashes may be computed at once, and the
+// memory one takes (argon2id's m).
+func (s *Service) HashSlots() (slots int, memoryBytes int64) {
+	return cap(s.slots), int64(s.cfg.Argon2.MemoryKiB) << 10
+}
+
+func (s *Service) hash(ctx context.Context, pw string) (h PasswordHash, err error) {
 	if s.hooks.onHash != nil {
 		s.hooks.onHash(s.cfg.Argon2)
 	}
@@ -39,7 +45,7 @@ func (s *Service) hash(ctx context.Context, pw string) (h string, err error) {
 	return h, err
 }
 
-func (s *Service) verify(ctx context.Context, pw, encoded string) (ok bool, err error) {
+func (s *Service) verify(ctx context.Context, pw string, encoded PasswordHash) (ok bool, err error) {
 	if s.hooks.onHash != nil {
 		p, _, _, _ := parsePHC(encoded)
 		s.hooks.onHash(p)
@@ -52,7 +58,7 @@ func (s *Service) verify(ctx context.Context, pw, encoded string) (ok bool, err 
 // hash made with other parameters than the current ones also spends one
 // hash at the current parameters, so that every failed login costs at
 // least what an unknown email's does and its timing tells nothing.
-func (s *Service) verifyFailure(ctx context.Context, pw, encoded string) (ok bool, err error) {
+func (s *Service) verifyFailure(ctx context.Context, pw string, encoded PasswordHash) (ok bool, err error) {
 	ok, err = s.verify(ctx, pw, encoded)
 	if err == nil && !ok && NeedsRehash(encoded, s.cfg.Argon2) {
 		_, err = s.verify(ctx, pw, s.dummy)

@@ -13,11 +13,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"math/big"
 	"sync"
 	"time"
-
-	"golang.org/x/crypto/chacha20poly1305"
 )
 
 // Signing algorithms the service supports.
@@ -231,52 +228,6 @@ func (kr *KeyRing) Rotate(ctx context.Context) (kid string, err error) {
 	return sk.KID, kr.Reload(ctx)
 }
 
-// JWK is one public key of the JWKS.
-type JWK struct {
-	KID string `json:"kid"`
-	Kty string `json:"kty"`
-	Alg string `json:"alg"`
-	Use string `json:"use"`
-	Crv string `json:"crv,omitempty"`
-	X   string `json:"x,omitempty"`
-	Y   string `json:"y,omitempty"`
-	N   string `json:"n,omitempty"`
-	E   string `json:"e,omitempty"`
-}
-
-// JWKS returns the public keys that verify tokens; none with HS256.
-func (kr *KeyRing) JWKS() []JWK {
-	out := []JWK{}
-	if kr.cfg.Alg == AlgHS256 {
-		return out
-	}
-	kr.mu.RLock()
-	defer kr.mu.RUnlock()
-	enc := base64.RawURLEncoding
-	for _, k := range kr.keys {
-		j := JWK{KID: k.kid, Alg: k.alg, Use: "sig"}
-		switch pub := k.public.(type) {
-		case ed25519.PublicKey:
-			j.Kty, j.Crv, j.X = "OKP", "Ed25519", enc.EncodeToString(pub)
-		case *ecdsa.PublicKey:
-			ecdh, err := pub.ECDH()
-			if err != nil {
-				continue
-			}
-			raw := ecdh.Bytes() // 0x04 || X || Y
-			j.Kty, j.Crv = "EC", "P-256"
-			j.X, j.Y = enc.EncodeToString(raw[1:33]), enc.EncodeToString(raw[33:65])
-		case *rsa.PublicKey:
-			j.Kty, j.N = "RSA", enc.EncodeToString(pub.N.Bytes())
-			j.E = enc.EncodeToString(big.NewInt(int64(pub.E)).Bytes())
-		default:
-			continue
-		}
-		out = append(out, j)
-	}
-	return out
-}
-
 func (kr *KeyRing) newStoredKey() (StoredKey, error) {
 	var priv crypto.Signer
 	var err error
@@ -354,65 +305,4 @@ func keyMatchesAlg(pub any, alg string) bool {
 		return alg == AlgRS256
 	}
 	return false
-}
-
-// SealKey encrypts a private key with the key-encryption key, binding it to kid.
-func SealKey(kek []byte, kid string, der []byte) ([]byte, error) {
-	aead, err := chacha20poly1305.NewX(kek)
-	if err != nil {
-		return nil, fmt.Errorf("seal key: %w", err)
-	}
-	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(der)+aead.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, fmt.Errorf("seal key: %w", err)
-	}
-	return aead.Seal(nonce, nonce, der, []byte(kid)), nil
-}
-
-// OpenKey reverses SealKey.
-func OpenKey(kek []byte, kid string, sealed []byte) ([]byte, error) {
-	aead, err := chacha20poly1305.NewX(kek)
-	if err != nil {
-		return nil, fmt.Errorf("open key: %w", err)
-	}
-	if len(sealed) < aead.NonceSize() {
-		return nil, errors.New("open key: too short")
-	}
-	return aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(kid))
-}
-
-// Reseal returns keys sealed with newKEK. A key already sealed with newKEK
-// is kept; one sealed with oldKEK is opened with it; an unsealed one is
-// sealed. A key that opens with neither is an error naming its kid.
-func Reseal(keys []StoredKey, oldKEK, newKEK []byte) ([]StoredKey, error) {
-	if len(newKEK) != chacha20poly1305.KeySize {
-		return nil, errors.New("reseal: the new key-encryption key must be 32 bytes")
-	}
-	out := make([]StoredKey, 0, len(keys))
-	for _, k := range keys {
-		der := k.PrivateKey
-		if k.Sealed {
-			if _, err := OpenKey(newKEK, k.KID, der); err == nil {
-				out = append(out, k) // already sealed with the new key
-				continue
-			}
-			if oldKEK == nil {
-				return nil, fmt.Errorf("reseal: key %s is sealed with another key; set OLD_KEY_ENCRYPTION_KEY", k.KID)
-			}
-			var err error
-			if der, err = OpenKey(oldKEK, k.KID, der); err != nil {
-				return nil, fmt.Errorf("reseal: key %s opens with neither key-encryption key", k.KID)
-			}
-		}
-		if _, err := x509.ParsePKCS8PrivateKey(der); err != nil {
-			return nil, fmt.Errorf("reseal: key %s is not a private key: %w", k.KID, err)
-		}
-		sealed, err := SealKey(newKEK, k.KID, der)
-		if err != nil {
-			return nil, err
-		}
-		k.PrivateKey, k.Sealed = sealed, true
-		out = append(out, k)
-	}
-	return out, nil
 }

@@ -6,7 +6,7 @@ import "time"
 // with Prometheus. Without one (Options.Metrics nil) nothing is counted.
 type Metrics interface {
 	Login(outcome string)               // "ok", "failed", "limited"
-	Refresh(outcome string)             // a RotateResult outcome
+	Refresh(outcome RotateOutcome)      // a rotation's outcome
 	Revoked(kind RevocationKind)        // a revocation made here
 	HashWait(d time.Duration, got bool) // time waited for a hashing slot, and whether one was had
 }
@@ -14,6 +14,6 @@ type Metrics interface {
 type nopMetrics struct{}
 
 func (nopMetrics) Login(string)                 {}
-func (nopMetrics) Refresh(string)               {}
+func (nopMetrics) Refresh(RotateOutcome)        {}
 func (nopMetrics) Revoked(RevocationKind)       {}
 func (nopMetrics) HashWait(time.Duration, bool) {}

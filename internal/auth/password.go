@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"unicode/utf8"
 
@@ -36,23 +38,46 @@ var b64 = base64.RawStdEncoding
 // folded.
 func normalizePassword(pw string) []byte { return []byte(norm.NFC.String(pw)) }
 
+// PasswordHash is an argon2id PHC string. Whatever prints or logs it (fmt
+// with any verb, slog, encoding/json) gets "[redacted]", so that a %+v of
+// a User in a log line or an error leaks nothing. The store, which must
+// keep it, converts it with string().
+type PasswordHash string
+
+const redacted = "[redacted]"
+
+// String is "[redacted]".
+func (PasswordHash) String() string { return redacted }
+
+// GoString is "[redacted]".
+func (PasswordHash) GoString() string { return redacted }
+
+// Format writes "[redacted]" whatever the verb.
+func (PasswordHash) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, redacted) }
+
+// LogValue is "[redacted]".
+func (PasswordHash) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// MarshalJSON is "[redacted]".
+func (PasswordHash) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+
 // HashPassword returns the PHC string of pw:
 // $argon2id$v=19$m=...,t=...,p=...$salt$hash, with a random 16-byte salt.
-func HashPassword(pw string, p Argon2Params) (string, error) {
+func HashPassword(pw string, p Argon2Params) (PasswordHash, error) {
 	salt := make([]byte, argonSaltLen)
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("hash password: %w", err)
 	}
 	key := argon2.IDKey(normalizePassword(pw), salt, p.Time, p.MemoryKiB, p.Threads, argonKeyLen)
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
-		argon2.Version, p.MemoryKiB, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+	return PasswordHash(fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
+		argon2.Version, p.MemoryKiB, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key))), nil
 }
 
 var errBadHash = errors.New("malformed password hash")
 
 // parsePHC splits an argon2id PHC string.
-func parsePHC(encoded string) (p Argon2Params, salt, key []byte, err error) {
-	parts := strings.Split(encoded, "$")
+func parsePHC(encoded PasswordHash) (p Argon2Params, salt, key []byte, err error) {
+	parts := strings.Split(string(encoded), "$")
 	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
 		return p, nil, nil, errBadHash
 	}
@@ -77,7 +102,7 @@ func parsePHC(encoded string) (p Argon2Params, salt, key []byte, err error) {
 
 // VerifyPassword reports whether pw matches the PHC string encoded,
 // comparing in constant time.
-func VerifyPassword(pw, encoded string) (bool, error) {
+func VerifyPassword(pw string, encoded PasswordHash) (bool, error) {
 	p, salt, key, err := parsePHC(encoded)
 	if err != nil {
 		return false, err
@@ -87,7 +112,7 @@ func VerifyPassword(pw, encoded string) (bool, error) {
 }
 
 // NeedsRehash reports whether encoded was made with other parameters than p.
-func NeedsRehash(encoded string, p Argon2Params) bool {
+func NeedsRehash(encoded PasswordHash, p Argon2Params) bool {
 	got, _, _, err := parsePHC(encoded)
 	return err != nil || got != p
 }

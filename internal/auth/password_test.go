@@ -1,7 +1,10 @@
 package auth
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"regexp"
 	"strings"
 	"testing"
@@ -16,7 +19,7 @@ func TestHashPasswordPHC(t *testing.T) {
 		t.Fatal(err)
 	}
 	phc := regexp.MustCompile(`^\$argon2id\$v=19\$m=19456,t=2,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$`)
-	if !phc.MatchString(h1) {
+	if !phc.MatchString(string(h1)) {
 		t.Fatalf("hash %q is not an argon2id PHC string with a 16-byte salt and 32-byte tag", h1)
 	}
 	h2, _ := HashPassword("correct horse battery", Argon2Params{MemoryKiB: 19456, Time: 2, Threads: 1})
@@ -33,8 +36,9 @@ func TestVerifyPassword(t *testing.T) {
 	hNFC, _ := HashPassword("caf\u00e9 au lait!!", cheap)
 	hNUL, _ := HashPassword("correct\x00horse battery", cheap)
 	tests := []struct {
-		name, pw, hash string
-		want           bool
+		name, pw string
+		hash     PasswordHash
+		want     bool
 	}{
 		{"right password", "correct horse battery", h, true},
 		{"wrong password", "correct horse batterx", h, false},
@@ -61,11 +65,11 @@ func TestVerifyPassword(t *testing.T) {
 
 func TestVerifyPasswordMalformedHash(t *testing.T) {
 	t.Parallel()
-	for _, h := range []string{"", "plain", "$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+	for _, h := range []PasswordHash{"", "plain", "$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
 		"$argon2id$v=18$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", "$argon2id$v=19$m=0,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
 		"$argon2id$v=19$m=64,t=1,p=1$!!$aGFzaGhhc2hoYXNoaGFzaA"} {
 		if ok, err := VerifyPassword("x", h); ok || err == nil {
-			t.Errorf("VerifyPassword(%q) = %v, %v; want false and an error", h, ok, err)
+			t.Errorf("VerifyPassword(%q) = %v, %v; want false and an error", string(h), ok, err)
 		}
 	}
 }
@@ -213,6 +217,27 @@ func TestPasswordStrength(t *testing.T) {
 		var ve *ValidationError
 		if tc.ok != (err == nil) || (err != nil && (!errors.As(err, &ve) || ve.Fields["password"] == "")) {
 			t.Errorf("strength(%q) = %v, want ok=%v", tc.pw, err, tc.ok)
+		}
+	}
+}
+
+func TestPasswordHashNeverPrints(t *testing.T) {
+	t.Parallel()
+	h, _ := HashPassword("correct horse battery", cheap)
+	u := User{ID: "u1", Email: "a@example.com", PasswordHash: h}
+	var logged strings.Builder
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("user", "user", u, "hash", h)
+	j, _ := json.Marshal(u)
+	for _, out := range []string{
+		fmt.Sprintf("%v %+v %#v %s %q %x", u, u, u, h, h, h),
+		fmt.Sprint(h), fmt.Sprintln(u), logged.String(), string(j),
+		fmt.Errorf("wrapped: %v", u).Error(),
+	} {
+		if strings.Contains(out, "argon2id") || strings.Contains(out, string(h)[30:]) {
+			t.Fatalf("the hash shows in %q", out)
+		}
+		if !strings.Contains(out, "[redacted]") {
+			t.Fatalf("no [redacted] in %q", out)
 		}
 	}
 }

@@ -116,8 +116,8 @@ func TestRotationRacingThePurge(t *testing.T) {
 	waitForLockWaiters(t, k.Pool, 1) // the rotation waits for the session
 	// The purge deletes the expired token meanwhile (it does not need the
 	// session's lock), and commits before the rotation goes on.
-	if _, err := k.Store.Purge(ctx, k.Clock.Now(), 1000); err != nil {
-		t.Fatal(err)
+	if _, ran, err := k.Store.PurgeExclusive(ctx, k.Clock.Now(), k.Clock.Now().Add(-time.Hour), 1000); err != nil || !ran {
+		t.Fatalf("purge: ran %v, %v", ran, err)
 	}
 	commit()
 	r := <-done

@@ -11,20 +11,21 @@ import (
 	"time"
 )
 
-// RevocationKind says what a revocation stops.
-type RevocationKind byte
+// RevocationKind says what a revocation stops. (How the database spells
+// each is the store's business.)
+type RevocationKind uint8
 
 // Kinds of revocation.
 const (
-	RevokedJTI     RevocationKind = 'j' // one access token, until it expires
-	EndedSession   RevocationKind = 's' // every access token of a session
-	UserCutoff     RevocationKind = 'u' // every access token of a user issued before At
-	UserChanged    RevocationKind = 'r' // the user's role or email changed: drop cached copies
-	RevocationsAll RevocationKind = '*' // a resync: drop every cached user
+	RevokedJTI     RevocationKind = iota + 1 // one access token, until it expires
+	EndedSession                             // every access token of a session
+	UserCutoff                               // every access token of a user issued before At
+	UserChanged                              // the user's role or email changed: drop cached copies
+	RevocationsAll                           // a resync: drop every cached user (never stored)
 	// Heartbeat is not a revocation: an instance's own message, sent through
 	// the database, whose return proves its listener still delivers. Its
 	// ID is the sending instance's nonce.
-	Heartbeat RevocationKind = 'h'
+	Heartbeat
 )
 
 // Revocation is one revocation, as the database announces it.

@@ -41,7 +41,7 @@ type Service struct {
 	now    func() time.Time
 	log    *slog.Logger
 	slots  chan struct{}
-	dummy  string // a hash that no password matches, spent on unknown emails
+	dummy  PasswordHash // a hash that no password matches, spent on unknown emails
 	// revocations, when set, answers the revocation check from memory.
 	revocations *Revocations
 	users       *userCache

@@ -11,18 +11,18 @@ type Store interface {
 	RevocationSource
 
 	// CreateUser stores a new user with role user. Returns ErrEmailTaken.
-	CreateUser(ctx context.Context, email, passwordHash string, now time.Time) (User, error)
+	CreateUser(ctx context.Context, email string, passwordHash PasswordHash, now time.Time) (User, error)
 	// UserByEmail finds a user case-insensitively. Returns ErrNotFound.
 	UserByEmail(ctx context.Context, email string) (User, error)
 	// UserByID returns ErrNotFound.
 	UserByID(ctx context.Context, id string) (User, error)
 	// RehashPassword replaces oldHash, and only oldHash, with newHash
 	// without touching sessions (rehash on login); it reports whether it did.
-	RehashPassword(ctx context.Context, userID, oldHash, newHash string, now time.Time) (bool, error)
+	RehashPassword(ctx context.Context, userID string, oldHash, newHash PasswordHash, now time.Time) (bool, error)
 	// ChangePassword replaces oldHash with newHash and ends every session of
 	// the user but keepSessionID, returning the ids of the sessions it
 	// ended. Returns ErrCredentialsChanged when the hash is no longer oldHash.
-	ChangePassword(ctx context.Context, userID, oldHash, newHash, keepSessionID string, now time.Time) ([]string, error)
+	ChangePassword(ctx context.Context, userID string, oldHash, newHash PasswordHash, keepSessionID string, now time.Time) ([]string, error)
 	// ListUsers pages by (created_at, id), after the cursor when it is not nil.
 	ListUsers(ctx context.Context, after *UserCursor, limit int) ([]User, error)
 	// SetRole returns ErrNotFound.
@@ -86,17 +86,33 @@ type RotateParams struct {
 	Client                   Client
 }
 
+// RotateOutcome is what a rotation decided.
+type RotateOutcome uint8
+
 // Outcomes of a rotation.
 const (
-	RotateRotated = "rotated" // the token was live; NewHash is now the live token
-	RotateGrace   = "grace"   // just spent and within the grace window; Sealed is its successor
-	RotateReuse   = "reuse"   // a spent token again: the session was ended
-	RotateInvalid = "invalid" // unknown, expired, or its session is over
+	RotateInvalid RotateOutcome = iota // unknown, expired, or its session is over
+	RotateRotated                      // the token was live; NewHash is now the live token
+	RotateGrace                        // just spent and within the grace window; Sealed is its successor
+	RotateReuse                        // a spent token again: the session was ended
 )
+
+// String names the outcome (in logs and metrics).
+func (o RotateOutcome) String() string {
+	switch o {
+	case RotateRotated:
+		return "rotated"
+	case RotateGrace:
+		return "grace"
+	case RotateReuse:
+		return "reuse"
+	}
+	return "invalid"
+}
 
 // RotateResult is what a rotation decided.
 type RotateResult struct {
-	Outcome   string
+	Outcome   RotateOutcome
 	SessionID string
 	UserID    string
 	Role      string

@@ -127,9 +127,6 @@ func NewTokens(ring *KeyRing, issuer, audience string, ttl, leeway time.Duration
 	}
 }
 
-// TTL is the lifetime of an access token.
-func (t *Tokens) TTL() time.Duration { return t.ttl }
-
 // IssuedToken is a signed access token and the claims that time it.
 type IssuedToken struct {
 	Token     string

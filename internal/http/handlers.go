@@ -2,6 +2,7 @@ package http
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -205,7 +206,7 @@ func handlePage[T, V any](log *slog.Logger, key string,
 	}
 }
 
-// page reads the listing parameters: limit (default 50) and cursor. The
+// page reads the listing parameters: limit (default auth.DefaultPageSize) and cursor. The
 // query is parsed strictly (r.URL.Query would silently drop a malformed
 // pair, such as one with a semicolon), and each parameter may appear once.
 func page(r *http.Request) (int, string, error) {
@@ -218,11 +219,11 @@ func page(r *http.Request) (int, string, error) {
 			return 0, "", auth.Invalid(k, "must be given once")
 		}
 	}
-	limit := 50
+	limit := auth.DefaultPageSize
 	if q.Has("limit") {
 		n, err := strconv.Atoi(q.Get("limit"))
 		if err != nil {
-			return 0, "", auth.Invalid("limit", "must be a whole number between 1 and 100")
+			return 0, "", auth.Invalid("limit", fmt.Sprintf("must be a whole number between 1 and %d", auth.MaxPageSize))
 		}
 		limit = n
 	}

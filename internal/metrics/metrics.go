@@ -74,7 +74,7 @@ func New() *Registry {
 func (m *Registry) Login(outcome string) { m.logins.WithLabelValues(outcome).Inc() }
 
 // Refresh counts a refresh by outcome.
-func (m *Registry) Refresh(outcome string) { m.refreshes.WithLabelValues(outcome).Inc() }
+func (m *Registry) Refresh(outcome auth.RotateOutcome) { m.refreshes.WithLabelValues(outcome.String()).Inc() }
 
 var revocationKinds = map[auth.RevocationKind]string{auth.RevokedJTI: "jti", auth.EndedSession: "session",
 	auth.UserCutoff: "user", auth.UserChanged: "user_changed"}
@@ -141,9 +141,14 @@ func (m *Registry) watch(pool func() PoolStat, svc *auth.Service) error {
 	gauge := func(name, help string, fn func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn)
 	}
+	slots, memory := svc.HashSlots()
 	cs := []prometheus.Collector{
 		gauge("accounts_hash_slots_in_use", "Password hashes being computed.",
 			func() float64 { return float64(svc.HashSlotsInUse()) }),
+		gauge("accounts_hash_slots", "Password hashes that may be computed at once.",
+			func() float64 { return float64(slots) }),
+		gauge("accounts_hash_memory_bytes", "Memory one password hash takes (argon2id m).",
+			func() float64 { return float64(memory) }),
 	}
 	if pool != nil {
 		cs = append(cs,

@@ -12,15 +12,11 @@ import (
 	"github.com/acme/accounts/internal/auth"
 )
 
-// revocationChannel is the NOTIFY channel of migrations/000003.
+// revocationChannel is the NOTIFY channel of announce_revocation
+// (migrations/000006).
 const revocationChannel = "accounts_revocations"
 
-const revocationSnapshot = `
-SELECT 'j', jti, expires_at FROM revoked_tokens WHERE expires_at > $1::timestamptz - $2::interval
-UNION ALL
-SELECT 's', id::text, ended_at FROM sessions WHERE ended_at > $1::timestamptz - $2::interval
-UNION ALL
-SELECT 'u', id::text, date_trunc('second', logout_all_at) FROM users WHERE logout_all_at > $1::timestamptz - $2::interval`
+const revocationSnapshot = `SELECT kind::text, id, at FROM revocation_snapshot($1, $2)`
 
 // RevocationSnapshot returns every revocation that can still matter at now
 // for access tokens that live at most window.
@@ -30,7 +26,11 @@ func (s *Store) RevocationSnapshot(ctx context.Context, now time.Time, window ti
 	var kind, id string
 	var at time.Time
 	_, err := pgx.ForEachRow(rows, []any{&kind, &id, &at}, func() error {
-		snap = append(snap, auth.Revocation{Kind: auth.RevocationKind(kind[0]), ID: id, At: at})
+		k, ok := revocationKinds[kind]
+		if !ok {
+			return fmt.Errorf("unknown revocation kind %q", kind)
+		}
+		snap = append(snap, auth.Revocation{Kind: k, ID: id, At: at})
 		return nil
 	})
 	if err != nil {
@@ -87,7 +87,7 @@ func (s *Store) ListenRevocations(ctx context.Context, ready func(), on func(aut
 	}
 }
 
-const sendHeartbeat = `SELECT pg_notify('` + revocationChannel + `', 'h|' || $1 || '|0')`
+const sendHeartbeat = `SELECT announce_revocation('h', $1, NULL)`
 
 // SendHeartbeat announces a heartbeat with nonce on the revocation channel,
 // through the pool: it comes back on every instance's listener.
@@ -98,14 +98,16 @@ func (s *Store) SendHeartbeat(ctx context.Context, nonce string) error {
 	return nil
 }
 
-// parseRevocation reads "kind|id|unix" (or "r|id").
+// parseRevocation reads a NOTIFY payload: "kind|id|unix seconds", or
+// "kind|id" for the kinds that carry no time (r, h).
 func parseRevocation(p string) (auth.Revocation, bool) {
-	kind, rest, ok := strings.Cut(p, "|")
-	if !ok || len(kind) != 1 {
+	label, rest, ok := strings.Cut(p, "|")
+	kind, known := revocationKinds[label]
+	if !ok || !known || rest == "" {
 		return auth.Revocation{}, false
 	}
-	v := auth.Revocation{Kind: auth.RevocationKind(kind[0]), ID: rest}
-	if v.Kind == auth.UserChanged {
+	v := auth.Revocation{Kind: kind, ID: rest}
+	if kind == auth.UserChanged || kind == auth.Heartbeat {
 		return v, true
 	}
 	i := strings.LastIndexByte(rest, '|')

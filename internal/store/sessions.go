@@ -82,12 +82,17 @@ SELECT outcome, session_id::text, user_id::text, role, sealed, expires_at
 // under the session's row lock (see migrations/000001_init.up.sql).
 func (s *Store) RotateRefreshToken(ctx context.Context, p auth.RotateParams) (auth.RotateResult, error) {
 	var res auth.RotateResult
+	var outcome string
 	var sid, uid, role *string
 	var exp *time.Time
 	err := s.pool.QueryRow(ctx, rotateRefreshToken, p.Hash, p.NewHash, p.SealedNew, p.Now,
-		p.Grace, p.TTL, p.Client.IP, p.Client.UserAgent).Scan(&res.Outcome, &sid, &uid, &role, &res.Sealed, &exp)
+		p.Grace, p.TTL, p.Client.IP, p.Client.UserAgent).Scan(&outcome, &sid, &uid, &role, &res.Sealed, &exp)
 	if err != nil {
 		return auth.RotateResult{}, fmt.Errorf("store: rotate refresh token: %w", err)
+	}
+	var ok bool
+	if res.Outcome, ok = rotationOutcomes[outcome]; !ok {
+		return auth.RotateResult{}, fmt.Errorf("store: rotate refresh token: unknown outcome %q", outcome)
 	}
 	res.SessionID, res.UserID, res.Role = deref(sid), deref(uid), deref(role)
 	if exp != nil {

@@ -3,7 +3,9 @@ package store_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,12 +66,12 @@ func TestPurgeIsBounded(t *testing.T) {
 	if _, err := pool.Exec(ctx, `INSERT INTO revoked_tokens (jti, expires_at) VALUES ('live', $1::timestamptz + interval '1 hour')`, now); err != nil {
 		t.Fatal(err)
 	}
-	n, err := s.Purge(ctx, now, 10)
-	if err != nil || n != 10 {
-		t.Fatalf("first purge = %d, %v; want 10", n, err)
+	n, ran, err := s.PurgeExclusive(ctx, now, now.Add(-time.Hour), 10)
+	if err != nil || !ran || n != 10 {
+		t.Fatalf("first purge = %d, %v, %v; want 10", n, ran, err)
 	}
 	for range 3 {
-		if _, err := s.Purge(ctx, now, 10); err != nil {
+		if _, _, err := s.PurgeExclusive(ctx, now, now.Add(-time.Hour), 10); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -103,11 +105,11 @@ func TestPurgeEventsKeepsRecentOnes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n, err := s.PurgeEvents(ctx, now.Add(-90*24*time.Hour), 1)
+	n, _, err := s.PurgeExclusive(ctx, now, now.Add(-90*24*time.Hour), 1)
 	if err != nil || n != 1 {
 		t.Fatalf("bounded purge = %d, %v; want 1", n, err)
 	}
-	if n, _ = s.PurgeEvents(ctx, now.Add(-90*24*time.Hour), 100); n != 1 {
+	if n, _, _ = s.PurgeExclusive(ctx, now, now.Add(-90*24*time.Hour), 100); n != 1 {
 		t.Fatalf("second purge = %d, want 1", n)
 	}
 	left, err := s.ListEvents(ctx, "", 0, 10)
@@ -185,5 +187,47 @@ func TestEmailMigrationStopsOnCollisions(t *testing.T) {
 	}
 	if err := pool.QueryRow(ctx, `SELECT email FROM users WHERE id = $1`, b).Scan(&stored); err != nil || stored != "Ren\u00e9@example.com" {
 		t.Fatalf("email = %q, %v; want the NFC form", stored, err)
+	}
+}
+
+func TestWireFormatsMatchTheSchema(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	labels := func(typ string) []string {
+		var out []string
+		if err := pool.QueryRow(ctx, `SELECT array_agg(l::text ORDER BY l) FROM unnest(enum_range(NULL::`+typ+`)) l`).Scan(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		typ  string
+		keys []string
+	}{
+		{"revocation_kind", slices.Collect(maps.Keys(store.RevocationKinds))},
+		{"rotation_outcome", slices.Collect(maps.Keys(store.RotationOutcomes))},
+	} {
+		got := labels(tc.typ)
+		slices.Sort(got)
+		slices.Sort(tc.keys)
+		if !slices.Equal(got, tc.keys) {
+			t.Errorf("SQL type %s has %v, Go spells %v", tc.typ, got, tc.keys)
+		}
+	}
+	// Every kind a trigger announces comes back as the kind Go expects.
+	k := testdb.NewKit(t, testdb.KitOptions{Pool: pool})
+	u, err := k.Service.Signup(ctx, "wire@example.com", "correct horse battery", auth.Client{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Service.SetRole(ctx, u.Email, auth.RoleAdmin, auth.Client{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Store.LogoutUser(ctx, u.ID, k.Clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := k.Store.RevocationSnapshot(ctx, k.Clock.Now(), time.Hour)
+	if err != nil || len(snap) != 1 || snap[0].Kind != auth.UserCutoff || snap[0].ID != u.ID {
+		t.Fatalf("snapshot = %+v, %v; want the user's cut-off", snap, err)
 	}
 }

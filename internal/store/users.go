@@ -22,7 +22,7 @@ type userRow struct {
 
 func (r userRow) user() auth.User {
 	return auth.User{ID: r.ID, Email: r.Email, Role: r.Role, CreatedAt: r.CreatedAt.UTC(),
-		PasswordHash: r.PasswordHash, SessionEpoch: r.SessionEpoch}
+		PasswordHash: auth.PasswordHash(r.PasswordHash), SessionEpoch: r.SessionEpoch}
 }
 
 const userColumns = `id::text, email, role, created_at, password_hash, session_epoch`
@@ -33,8 +33,9 @@ VALUES ($1, $2, $3, $3)
 RETURNING ` + userColumns
 
 // CreateUser stores a new user. Returns auth.ErrEmailTaken.
-func (s *Store) CreateUser(ctx context.Context, email, passwordHash string, now time.Time) (auth.User, error) {
-	rows, _ := s.pool.Query(ctx, createUser, email, passwordHash, now)
+func (s *Store) CreateUser(ctx context.Context, email string, passwordHash auth.PasswordHash, now time.Time) (auth.User, error) {
+	// string(): the hash's own formatting is redacted, and pgx would use it.
+	rows, _ := s.pool.Query(ctx, createUser, email, string(passwordHash), now)
 	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[userRow])
 	if isUnique(err, "users_email_key") {
 		return auth.User{}, auth.ErrEmailTaken
@@ -75,8 +76,8 @@ UPDATE users SET password_hash = $3, updated_at = $4 WHERE id = $1 AND password_
 // RehashPassword replaces the hash oldHash with newHash (the same password
 // under the current parameters), and only that hash: a password changed
 // since oldHash was verified stays as it is. It reports whether it replaced it.
-func (s *Store) RehashPassword(ctx context.Context, userID, oldHash, newHash string, now time.Time) (bool, error) {
-	tag, err := s.pool.Exec(ctx, rehashPassword, userID, oldHash, newHash, now)
+func (s *Store) RehashPassword(ctx context.Context, userID string, oldHash, newHash auth.PasswordHash, now time.Time) (bool, error) {
+	tag, err := s.pool.Exec(ctx, rehashPassword, userID, string(oldHash), string(newHash), now)
 	if err != nil {
 		return false, fmt.Errorf("store: rehash password: %w", err)
 	}
@@ -94,11 +95,11 @@ RETURNING id`
 // every session of the user but keepSessionID, returning the ids of the
 // sessions it ended. Returns auth.ErrCredentialsChanged when the stored
 // hash is no longer oldHash.
-func (s *Store) ChangePassword(ctx context.Context, userID, oldHash, newHash, keepSessionID string, now time.Time) ([]string, error) {
+func (s *Store) ChangePassword(ctx context.Context, userID string, oldHash, newHash auth.PasswordHash, keepSessionID string, now time.Time) ([]string, error) {
 	var ended []string
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var id string
-		if err := tx.QueryRow(ctx, changePassword, userID, oldHash, newHash, now).Scan(&id); err != nil {
+		if err := tx.QueryRow(ctx, changePassword, userID, string(oldHash), string(newHash), now).Scan(&id); err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
 				return auth.ErrCredentialsChanged
 			}

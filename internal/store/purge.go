@@ -1,0 +1,78 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Purge batches: bounded so that one pass never holds locks for long.
+const (
+	purgeRevoked = `
+DELETE FROM revoked_tokens WHERE jti IN (
+    SELECT jti FROM revoked_tokens WHERE expires_at < $1 LIMIT $2)`
+	purgeRefreshTokens = `
+DELETE FROM refresh_tokens WHERE hash IN (
+    SELECT hash FROM refresh_tokens WHERE expires_at < $1 LIMIT $2)`
+	purgeRateLimits = `
+DELETE FROM rate_limits WHERE key IN (
+    SELECT key FROM rate_limits WHERE window_end < $1 LIMIT $2)`
+	purgeSessions = `
+DELETE FROM sessions WHERE id IN (
+    SELECT id FROM sessions WHERE coalesce(ended_at, expires_at) < $1 LIMIT $2)`
+	purgeEvents = `
+DELETE FROM audit_events WHERE id IN (
+    SELECT id FROM audit_events WHERE created_at < $1 ORDER BY id LIMIT $2)`
+)
+
+// sessionKeep is how long an ended or expired session stays listed in the
+// database (not in the API) before it is purged with its tokens.
+const sessionKeep = 7 * 24 * time.Hour
+
+// purge deletes up to batch expired rows from each table it cleans and
+// returns how many it deleted in all: revoked jtis past their token's
+// expiry, refresh tokens past theirs, ended rate-limit windows, sessions
+// over for a week, and audit events older than auditBefore.
+func purge(ctx context.Context, db pgx.Tx, now, auditBefore time.Time, batch int) (int64, error) {
+	var total int64
+	for _, q := range []struct {
+		sql    string
+		before time.Time
+	}{
+		{purgeRevoked, now},
+		{purgeRefreshTokens, now},
+		{purgeRateLimits, now},
+		{purgeSessions, now.Add(-sessionKeep)},
+		{purgeEvents, auditBefore},
+	} {
+		tag, err := db.Exec(ctx, q.sql, q.before, batch)
+		if err != nil {
+			return total, fmt.Errorf("store: purge: %w", err)
+		}
+		total += tag.RowsAffected()
+	}
+	return total, nil
+}
+
+// jobLock is the advisory lock that lets one instance at a time purge. It
+// is transaction-scoped, so it works through PgBouncer in transaction mode.
+const jobLock = `SELECT pg_try_advisory_xact_lock(hashtext('accounts.purge'))`
+
+// PurgeExclusive runs one bounded batch of every purge (expired rows, and
+// audit events before auditBefore) in one transaction, if no other
+// instance is purging: ran is false when another instance holds the lock.
+func (s *Store) PurgeExclusive(ctx context.Context, now, auditBefore time.Time, batch int) (n int64, ran bool, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, jobLock).Scan(&ran); err != nil || !ran {
+			return err
+		}
+		n, err = purge(ctx, tx, now, auditBefore, batch)
+		return err
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("store: purge: %w", err)
+	}
+	return n, ran, nil
+}
