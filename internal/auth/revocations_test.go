@@ -14,17 +14,22 @@ import (
 // pool and revocation listener, sharing a clock.
 func twoInstances(t *testing.T) (*testdb.Kit, *testdb.Kit) {
 	t.Helper()
-	url := testdb.URL(t)
-	clock := testdb.NewClock()
-	open := func() *testdb.Kit {
-		pool, err := store.Open(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(pool.Close)
-		return testdb.NewKit(t, testdb.KitOptions{Pool: pool, Clock: clock})
+	url, clock := testdb.URL(t), testdb.NewClock()
+	return openInstance(t, url, clock), openInstance(t, url, clock)
+}
+
+// openInstance is one more instance on the database at url: its own pool
+// and revocation listener, on the shared clock (each Kit's own clock would
+// be the second it was made in, and two made in different seconds refuse
+// each other's tokens: iat in the future, no leeway).
+func openInstance(t *testing.T, url string, clock *testdb.Clock) *testdb.Kit {
+	t.Helper()
+	pool, err := store.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return open(), open()
+	t.Cleanup(pool.Close)
+	return testdb.NewKit(t, testdb.KitOptions{Pool: pool, Clock: clock})
 }
 
 // within polls until b refuses token, and fails past one second: the

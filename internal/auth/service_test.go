@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/acme/accounts/internal/auth"
-	"github.com/acme/accounts/internal/store"
 	"github.com/acme/accounts/internal/testdb"
 )
 
@@ -428,25 +427,13 @@ func TestSignupRules(t *testing.T) {
 
 func TestTwoInstancesShareKeysAndRevocations(t *testing.T) {
 	t.Parallel()
-	url := testdb.URL(t)
-	// One clock for both, as twoInstances does: each Kit's own clock is the
-	// second it was made in, and two made in different seconds refuse each
-	// other's tokens (iat in the future, no leeway).
-	clock := testdb.NewClock()
-	open := func() *testdb.Kit {
-		pool, err := store.Open(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(pool.Close)
-		return testdb.NewKit(t, testdb.KitOptions{Pool: pool, Clock: clock})
-	}
+	url, clock := testdb.URL(t), testdb.NewClock()
 	// Both start at once on an empty key table: one key, not two.
 	var a, b *testdb.Kit
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); a = open() }()
-	go func() { defer wg.Done(); b = open() }()
+	go func() { defer wg.Done(); a = openInstance(t, url, clock) }()
+	go func() { defer wg.Done(); b = openInstance(t, url, clock) }()
 	wg.Wait()
 	if n := a.Count(t, `SELECT count(*) FROM signing_keys`); n != 1 {
 		t.Fatalf("%d signing keys after a simultaneous start, want 1", n)

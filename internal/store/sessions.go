@@ -196,23 +196,7 @@ UPDATE users SET logout_all_at = $2, session_epoch = session_epoch + 1 WHERE id 
 // verified the password before this and commits after it opens nothing.
 // Returns auth.ErrNotFound.
 func (s *Store) LogoutUser(ctx context.Context, userID string, now time.Time) ([]string, error) {
-	var ended []string
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var id string
-		if err := tx.QueryRow(ctx, logoutUser, userID, now).Scan(&id); err != nil {
-			return notFound(err)
-		}
-		var err error
-		ended, err = endUserSessions(ctx, tx, userID, "", now)
-		return err
-	})
-	if errors.Is(err, auth.ErrNotFound) {
-		return nil, err
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: logout user: %w", err)
-	}
-	return ended, nil
+	return s.endSessionsAfter(ctx, "logout user", auth.ErrNotFound, "", now, logoutUser, userID, now)
 }
 
 const accessState = `

@@ -96,12 +96,22 @@ RETURNING id`
 // sessions it ended. Returns auth.ErrCredentialsChanged when the stored
 // hash is no longer oldHash.
 func (s *Store) ChangePassword(ctx context.Context, userID string, oldHash, newHash auth.PasswordHash, keepSessionID string, now time.Time) ([]string, error) {
+	return s.endSessionsAfter(ctx, "change password", auth.ErrCredentialsChanged, keepSessionID, now,
+		changePassword, userID, string(oldHash), string(newHash), now)
+}
+
+// endSessionsAfter runs change, a statement that updates one user's row
+// (taking its lock) and returns the user's id, then ends every session of
+// that user but keepSessionID, in one transaction, and returns the ids of
+// the sessions it ended. A change that matches no row returns none.
+func (s *Store) endSessionsAfter(ctx context.Context, op string, none error, keepSessionID string, now time.Time,
+	change string, args ...any) ([]string, error) {
 	var ended []string
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var id string
-		if err := tx.QueryRow(ctx, changePassword, userID, string(oldHash), string(newHash), now).Scan(&id); err != nil {
+		var userID string
+		if err := tx.QueryRow(ctx, change, args...).Scan(&userID); err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
-				return auth.ErrCredentialsChanged
+				return none
 			}
 			return err
 		}
@@ -109,11 +119,11 @@ func (s *Store) ChangePassword(ctx context.Context, userID string, oldHash, newH
 		ended, err = endUserSessions(ctx, tx, userID, keepSessionID, now)
 		return err
 	})
-	if errors.Is(err, auth.ErrCredentialsChanged) {
-		return nil, err
+	if errors.Is(err, none) {
+		return nil, none
 	}
 	if err != nil {
-		return nil, fmt.Errorf("store: change password: %w", err)
+		return nil, fmt.Errorf("store: %s: %w", op, err)
 	}
 	return ended, nil
 }
