@@ -159,7 +159,7 @@ func serviceOptions(cfg Config, log *slog.Logger) auth.Options {
 			ReuseGrace: cfg.ReuseGrace, PasswordMinLength: cfg.PasswordMinLength, Argon2: cfg.Argon2,
 			HashSlots: hashSlots(cfg.Argon2), HashWait: hashWait,
 			LoginLimit: cfg.LoginRateLimit, IPLimit: cfg.IPRateLimit, GlobalLimit: cfg.GlobalRateLimit,
-			MaxSessions: cfg.MaxSessions,
+			MaxSessions: cfg.MaxSessions, LegacyRefreshTokens: cfg.LegacyRefreshTokens,
 		},
 		Keys:   auth.KeyConfig{Alg: cfg.JWTAlg, HMACSecret: cfg.JWTSecret, KEK: cfg.KEK},
 		Issuer: cfg.Issuer, Audience: cfg.Audience, Leeway: cfg.Leeway,

@@ -17,32 +17,34 @@ import (
 
 // Config is every setting, read from the environment in one place.
 type Config struct {
-	DatabaseURL       string
-	Addr              string
-	Issuer            string
-	Audience          string
-	AccessTTL         time.Duration
-	RefreshTTL        time.Duration
-	SessionMaxAge     time.Duration
-	ReuseGrace        time.Duration
-	Leeway            time.Duration
-	LoginRateLimit    auth.RateLimit
-	IPRateLimit       auth.RateLimit
-	GlobalRateLimit   auth.RateLimit
-	MaxSessions       int
-	PasswordMinLength int
-	Argon2            auth.Argon2Params
-	JWTAlg            string
-	JWTSecret         []byte
-	KEK               []byte
-	OldKEK            []byte
-	TLSCertFile       string
-	TLSKeyFile        string
-	TrustedProxies    []string
-	CORSOrigins       []string
-	AuditRetention    time.Duration
-	LogLevel          slog.Level
-	MigrateOnStart    bool
+	DatabaseURL     string
+	Addr            string
+	Issuer          string
+	Audience        string
+	AccessTTL       time.Duration
+	RefreshTTL      time.Duration
+	SessionMaxAge   time.Duration
+	ReuseGrace      time.Duration
+	Leeway          time.Duration
+	LoginRateLimit  auth.RateLimit
+	IPRateLimit     auth.RateLimit
+	GlobalRateLimit auth.RateLimit
+	MaxSessions     int
+	// LegacyRefreshTokens: REFRESH_TOKEN_FORMAT=1, for a rolling upgrade.
+	LegacyRefreshTokens bool
+	PasswordMinLength   int
+	Argon2              auth.Argon2Params
+	JWTAlg              string
+	JWTSecret           []byte
+	KEK                 []byte
+	OldKEK              []byte
+	TLSCertFile         string
+	TLSKeyFile          string
+	TrustedProxies      []string
+	CORSOrigins         []string
+	AuditRetention      time.Duration
+	LogLevel            slog.Level
+	MigrateOnStart      bool
 	// Scale-out and operations.
 	ListenDatabaseURL string
 	MaxConns          int
@@ -85,6 +87,13 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		StatementCache:    p.str("DATABASE_STATEMENT_CACHE", "prepare"),
 		StatementTimeout:  p.duration("DATABASE_STATEMENT_TIMEOUT", "5s", 0),
 		DebugAddr:         p.str("DEBUG_ADDR", ""),
+	}
+	switch f := p.str("REFRESH_TOKEN_FORMAT", "2"); f {
+	case "1":
+		c.LegacyRefreshTokens = true
+	case "2":
+	default:
+		p.fail("REFRESH_TOKEN_FORMAT", fmt.Sprintf("%q is not 2 (the default) or 1 (during a rolling upgrade from a release before format 2)", f))
 	}
 	if c.StatementCache != "prepare" && c.StatementCache != "describe" && c.StatementCache != "off" {
 		p.fail("DATABASE_STATEMENT_CACHE", "must be prepare, describe (PgBouncer in transaction mode) or off")

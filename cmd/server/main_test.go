@@ -366,6 +366,9 @@ func TestConfigErrors(t *testing.T) {
 		{"bad statement cache", with("DATABASE_STATEMENT_CACHE", "sometimes"), []string{"DATABASE_STATEMENT_CACHE"}},
 		{"pool too small", with("DATABASE_MAX_CONNS", "1"), []string{"DATABASE_MAX_CONNS"}},
 		{"bad statement timeout", with("DATABASE_STATEMENT_TIMEOUT", "soon"), []string{"DATABASE_STATEMENT_TIMEOUT"}},
+		{"bad global rate", with("GLOBAL_RATE_LIMIT", "lots"), []string{"GLOBAL_RATE_LIMIT"}},
+		{"bad session cap", with("MAX_SESSIONS_PER_USER", "-1"), []string{"MAX_SESSIONS_PER_USER"}},
+		{"bad token format", with("REFRESH_TOKEN_FORMAT", "3"), []string{"REFRESH_TOKEN_FORMAT"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

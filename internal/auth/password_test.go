@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/google/uuid"
 )
 
 var cheap = Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1}
@@ -147,22 +150,34 @@ func TestNormalizeEmail(t *testing.T) {
 
 func TestRefreshTokenFormat(t *testing.T) {
 	t.Parallel()
+	sid := uuid.NewString()
 	seen := map[string]bool{}
 	for range 1000 {
-		rt, err := newRefreshToken()
+		rt, err := newSecret()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(rt.Text) != 43 || seen[rt.Text] {
-			t.Fatalf("token %q: wrong length or repeated", rt.Text)
+		v2, err := rt.sessionText(sid)
+		if err != nil {
+			t.Fatal(err)
 		}
-		seen[rt.Text] = true
-		back, ok := parseRefreshToken(rt.Text)
-		if !ok || back.Hash != rt.Hash {
-			t.Fatal("parseRefreshToken does not read back a token")
+		for _, text := range []string{v2, rt.legacyText()} {
+			if (len(text) != 64 && len(text) != 43) || seen[text] {
+				t.Fatalf("token %q: wrong length or repeated", text)
+			}
+			seen[text] = true
+			back, ok := parseRefreshToken(text)
+			if !ok || back.Hash != rt.Hash {
+				t.Fatal("parseRefreshToken does not read back a token")
+			}
+			if wantSID := map[bool]string{true: sid, false: ""}[len(text) == 64]; back.SessionID != wantSID {
+				t.Fatalf("session id %q, want %q", back.SessionID, wantSID)
+			}
 		}
 	}
-	for _, bad := range []string{"", "short", strings.Repeat("A", 44), strings.Repeat("+", 43), strings.Repeat("A", 42) + "B"} {
+	notV4 := b64url.EncodeToString(append(make([]byte, 16), make([]byte, 32)...)) // a nil UUID
+	for _, bad := range []string{"", "short", strings.Repeat("A", 44), strings.Repeat("+", 43), strings.Repeat("A", 42) + "B",
+		strings.Repeat("A", 63), strings.Repeat("A", 65), notV4} {
 		if _, ok := parseRefreshToken(bad); ok {
 			t.Errorf("parseRefreshToken(%q) accepted", bad)
 		}
@@ -171,21 +186,21 @@ func TestRefreshTokenFormat(t *testing.T) {
 
 func TestSealedSuccessorOpensOnlyWithTheSpentToken(t *testing.T) {
 	t.Parallel()
-	spent, _ := newRefreshToken()
-	next, _ := newRefreshToken()
-	other, _ := newRefreshToken()
+	spent, _ := newSecret()
+	next, _ := newSecret()
+	other, _ := newSecret()
 	sealed, err := sealSuccessor(spent, next)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, err := openSuccessor(spent, sealed)
-	if err != nil || got.Text != next.Text {
-		t.Fatalf("openSuccessor = %q, %v; want the successor", got.Text, err)
+	if err != nil || !bytes.Equal(got.Secret, next.Secret) || got.Hash != next.Hash {
+		t.Fatalf("openSuccessor = %x, %v; want the successor", got.Secret, err)
 	}
 	if _, err := openSuccessor(other, sealed); err == nil {
 		t.Fatal("another token opened the sealed successor")
 	}
-	if strings.Contains(string(sealed), next.Text) || strings.Contains(string(sealed), string(next.Raw)) {
+	if bytes.Contains(sealed, next.Secret) || strings.Contains(string(sealed), next.legacyText()) {
 		t.Fatal("sealed successor holds the token in the clear")
 	}
 }

@@ -94,38 +94,59 @@ func (g *gate) hook() {
 
 func TestRotationRacingThePurge(t *testing.T) {
 	t.Parallel()
-	k := testdb.NewKit(t, testdb.KitOptions{Config: func(c *auth.Config) { c.RefreshTTL = time.Hour }})
-	_, p := signupLogin(t, k, "purged@example.com")
-	var sid string
-	if err := k.Pool.QueryRow(ctx, `SELECT id::text FROM sessions`).Scan(&sid); err != nil {
-		t.Fatal(err)
-	}
-	// The refresh token has expired; its session (90 days) has not.
-	k.Clock.Advance(2 * time.Hour)
-
-	commit := holdLock(t, k.Pool, `SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE`, sid)
-	type result struct {
-		pair auth.TokenPair
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		pair, err := k.Service.Refresh(ctx, p.RefreshToken, auth.Client{})
-		done <- result{pair, err}
-	}()
-	waitForLockWaiters(t, k.Pool, 1) // the rotation waits for the session
-	// The purge deletes the expired token meanwhile (it does not need the
-	// session's lock), and commits before the rotation goes on.
-	if _, ran, err := k.Store.PurgeExclusive(ctx, k.Clock.Now(), k.Clock.Now().Add(-time.Hour), 1000); err != nil || !ran {
-		t.Fatalf("purge: ran %v, %v", ran, err)
-	}
-	commit()
-	r := <-done
-	if !errors.Is(r.err, auth.ErrInvalidGrant) {
-		t.Fatalf("refresh of a token purged while it waited: %+v, %v; want ErrInvalidGrant", r.pair, r.err)
-	}
-	if n := k.Count(t, `SELECT count(*) FROM refresh_tokens`); n != 0 {
-		t.Fatalf("%d refresh tokens after the purge, want 0 (nothing came back to life)", n)
+	for _, tc := range []struct {
+		name   string
+		legacy bool
+	}{{"format 2: the session's row is deleted", false}, {"format 1: the token's row is deleted", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			k := testdb.NewKit(t, testdb.KitOptions{Config: func(c *auth.Config) {
+				c.RefreshTTL = time.Hour
+				c.LegacyRefreshTokens = tc.legacy
+			}})
+			_, p := signupLogin(t, k, "purged@example.com")
+			var sid string
+			if err := k.Pool.QueryRow(ctx, `SELECT id::text FROM sessions`).Scan(&sid); err != nil {
+				t.Fatal(err)
+			}
+			commit := holdLock(t, k.Pool, `SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE`, sid)
+			var purge string
+			if tc.legacy {
+				// The token expires (its 90-day session does not) and the
+				// purge, which needs no session lock, deletes it meanwhile.
+				k.Clock.Advance(2 * time.Hour)
+				purge = `DELETE FROM refresh_tokens`
+			} else {
+				// The session's row goes (an account deleted, or the purge)
+				// while the rotation waits for it.
+				purge = `DELETE FROM sessions`
+			}
+			type result struct {
+				pair auth.TokenPair
+				err  error
+			}
+			done := make(chan result, 1)
+			go func() {
+				pair, err := k.Service.Refresh(ctx, p.RefreshToken, auth.Client{})
+				done <- result{pair, err}
+			}()
+			waitForLockWaiters(t, k.Pool, 1) // the rotation waits for the session
+			if tc.legacy {
+				if _, ran, err := k.Store.PurgeExclusive(ctx, k.Clock.Now(), k.Clock.Now().Add(-time.Hour), 1000); err != nil || !ran {
+					t.Fatalf("purge: ran %v, %v", ran, err)
+				}
+				commit()
+			} else {
+				commit(purge)
+			}
+			r := <-done
+			if !errors.Is(r.err, auth.ErrInvalidGrant) {
+				t.Fatalf("refresh of a token whose row went while it waited: %+v, %v; want ErrInvalidGrant", r.pair, r.err)
+			}
+			if n := k.Count(t, liveRefreshTokens); n != 0 {
+				t.Fatalf("%d live refresh tokens, want 0 (nothing came back to life)", n)
+			}
+		})
 	}
 }
 

@@ -30,6 +30,10 @@ type Config struct {
 	// MaxSessions is how many live sessions a user may hold; a login past
 	// it ends the least recently used one. 0 disables the cap.
 	MaxSessions int
+	// LegacyRefreshTokens issues format-1 refresh tokens and keeps format-1
+	// sessions in format 1, for a rolling upgrade from a release that knows
+	// no other (REFRESH_TOKEN_FORMAT=1; see README, "Upgrading").
+	LegacyRefreshTokens bool
 }
 
 // Service implements the account use cases.

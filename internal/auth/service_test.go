@@ -89,7 +89,7 @@ func TestRotationRules(t *testing.T) {
 			t.Fatal("refresh did not rotate")
 		}
 		wantTokenLive(t, k, p3.AccessToken)
-		if n := k.Count(t, `SELECT count(*) FROM refresh_tokens WHERE spent_at IS NULL`); n != 1 {
+		if n := k.Count(t, liveRefreshTokens); n != 1 {
 			t.Fatalf("%d live refresh tokens, want 1", n)
 		}
 	})
@@ -220,7 +220,10 @@ func TestDatabaseHoldsNoUsableRefreshToken(t *testing.T) {
 	var dump string
 	err := k.Pool.QueryRow(ctx, `SELECT string_agg(row_to_json(t)::text, ' ') FROM
 		(SELECT encode(hash, 'hex') h, encode(coalesce(successor_hash, ''), 'hex') s,
-		        encode(coalesce(successor_sealed, ''), 'hex') x FROM refresh_tokens) t`).Scan(&dump)
+		        encode(coalesce(successor_sealed, ''), 'hex') x FROM refresh_tokens
+		 UNION ALL
+		 SELECT encode(rt_hash, 'hex'), encode(coalesce(rt_prev_hash, ''), 'hex') || encode(coalesce(rt_spent, ''), 'hex'),
+		        encode(coalesce(rt_prev_sealed, ''), 'hex') FROM sessions) t`).Scan(&dump)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,6 +233,14 @@ func TestDatabaseHoldsNoUsableRefreshToken(t *testing.T) {
 		}
 	}
 }
+
+// liveRefreshTokens counts the live refresh tokens of live sessions, in
+// either format: a format-2 session's live token is its rt_hash, a
+// format-1 session's is its unspent row.
+const liveRefreshTokens = `SELECT
+  (SELECT count(*) FROM sessions WHERE rt_hash IS NOT NULL AND ended_at IS NULL)
++ (SELECT count(*) FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
+    WHERE rt.spent_at IS NULL AND s.ended_at IS NULL)`
 
 func hexOf(b []byte) string {
 	const digits = "0123456789abcdef"
@@ -276,7 +287,7 @@ func TestConcurrentRefresh(t *testing.T) {
 					t.Fatalf("refresh %d: %v", i, errs[i])
 				}
 			}
-			live := k.Count(t, `SELECT count(*) FROM refresh_tokens WHERE spent_at IS NULL`)
+			live := k.Count(t, liveRefreshTokens)
 			ended := k.Count(t, `SELECT count(*) FROM sessions WHERE ended_at IS NOT NULL`)
 			if live > 1 {
 				t.Fatalf("%d live refresh tokens in one session", live)

@@ -12,12 +12,18 @@ import (
 // being still current, and ends the sessions past the cap.
 // Returns ErrCredentialsChanged.
 func (s *Service) openSession(ctx context.Context, u User, c Client) (TokenPair, string, error) {
-	rt, err := newRefreshToken()
+	rt, err := newSecret()
 	if err != nil {
 		return TokenPair{}, "", err
 	}
 	now := s.now()
 	sid := uuid.NewString()
+	text := rt.legacyText()
+	if !s.cfg.LegacyRefreshTokens {
+		if text, err = rt.sessionText(sid); err != nil {
+			return TokenPair{}, "", err
+		}
+	}
 	expires := now.Add(s.cfg.SessionMaxAge)
 	refreshExp := now.Add(s.cfg.RefreshTTL)
 	if refreshExp.After(expires) {
@@ -25,7 +31,7 @@ func (s *Service) openSession(ctx context.Context, u User, c Client) (TokenPair,
 	}
 	ended, err := s.store.CreateSession(ctx, NewSession{ID: sid, UserID: u.ID, Epoch: u.SessionEpoch,
 		MaxSessions: s.cfg.MaxSessions, Now: now, ExpiresAt: expires,
-		RefreshHash: rt.Hash[:], RefreshExpiresAt: refreshExp, Client: c})
+		RefreshHash: rt.Hash[:], RefreshExpiresAt: refreshExp, LegacyToken: s.cfg.LegacyRefreshTokens, Client: c})
 	if errors.Is(err, ErrNotFound) {
 		return TokenPair{}, "", ErrCredentialsChanged // the account was deleted meanwhile
 	}
@@ -37,7 +43,7 @@ func (s *Service) openSession(ctx context.Context, u User, c Client) (TokenPair,
 		s.record(ctx, Event{Type: EventSessionDeleted, UserID: u.ID, SessionID: old, Client: c,
 			Detail: map[string]any{"reason": "max_sessions"}})
 	}
-	pair, err := s.pair(u.ID, sid, u.Role, rt.Text, refreshExp)
+	pair, err := s.pair(u.ID, sid, u.Role, text, refreshExp)
 	return pair, sid, err
 }
 
@@ -52,7 +58,10 @@ func (s *Service) pair(userID, sid, role, refresh string, notAfter time.Time) (T
 	return TokenPair{AccessToken: it.Token, ExpiresIn: it.ExpiresIn(), RefreshToken: refresh}, nil
 }
 
-// Refresh spends a refresh token and returns its successor.
+// Refresh spends a refresh token and returns its successor. A format-2
+// token is settled on its session's row; a format-1 one through its own
+// row, its session moved to format 2 on the way unless
+// Config.LegacyRefreshTokens.
 // Returns *ValidationError or ErrInvalidGrant.
 func (s *Service) Refresh(ctx context.Context, token string, c Client) (TokenPair, error) {
 	if token == "" {
@@ -62,7 +71,7 @@ func (s *Service) Refresh(ctx context.Context, token string, c Client) (TokenPai
 	if !ok {
 		return TokenPair{}, ErrInvalidGrant
 	}
-	next, err := newRefreshToken()
+	next, err := newSecret()
 	if err != nil {
 		return TokenPair{}, err
 	}
@@ -70,10 +79,16 @@ func (s *Service) Refresh(ctx context.Context, token string, c Client) (TokenPai
 	if err != nil {
 		return TokenPair{}, err
 	}
-	res, err := s.store.RotateRefreshToken(ctx, RotateParams{
-		Hash: presented.Hash[:], NewHash: next.Hash[:], SealedNew: sealed, Now: s.now(),
-		Grace: s.cfg.ReuseGrace, TTL: s.cfg.RefreshTTL, Client: c,
-	})
+	p := RotateParams{SessionID: presented.SessionID, Hash: presented.Hash[:], NewHash: next.Hash[:],
+		SealedNew: sealed, Now: s.now(), Grace: s.cfg.ReuseGrace, TTL: s.cfg.RefreshTTL, Client: c}
+	var res RotateResult
+	if presented.legacy() {
+		p.Convert = !s.cfg.LegacyRefreshTokens
+		res, err = s.store.RotateLegacyToken(ctx, p)
+	} else {
+		res, err = s.store.RotateSessionToken(ctx, p)
+		res.SessionID, res.OnSessionRow = presented.SessionID, true
+	}
 	if err != nil {
 		return TokenPair{}, err
 	}
@@ -83,13 +98,13 @@ func (s *Service) Refresh(ctx context.Context, token string, c Client) (TokenPai
 	}
 	switch res.Outcome {
 	case RotateRotated:
-		return s.refreshPair(res, next.Text)
+		return s.refreshPair(res, next)
 	case RotateGrace:
 		succ, err := openSuccessor(presented, res.Sealed)
 		if err != nil {
 			return TokenPair{}, ErrInvalidGrant
 		}
-		return s.refreshPair(res, succ.Text)
+		return s.refreshPair(res, succ)
 	case RotateReuse:
 		s.revoke(Revocation{Kind: EndedSession, ID: res.SessionID, At: s.now()})
 		s.record(ctx, Event{Type: EventRefreshReuse, UserID: res.UserID, SessionID: res.SessionID, Client: c,
@@ -100,10 +115,18 @@ func (s *Service) Refresh(ctx context.Context, token string, c Client) (TokenPai
 	}
 }
 
-// refreshPair is pair for a rotation: a session whose end is less than a
-// second away gets no token that would be dead on arrival.
-func (s *Service) refreshPair(res RotateResult, refresh string) (TokenPair, error) {
-	pair, err := s.pair(res.UserID, res.SessionID, res.Role, refresh, res.ExpiresAt)
+// refreshPair is pair for a rotation, with the successor in its format: a
+// session whose end is less than a second away gets no token that would be
+// dead on arrival.
+func (s *Service) refreshPair(res RotateResult, successor refreshToken) (TokenPair, error) {
+	text := successor.legacyText()
+	if res.OnSessionRow {
+		var err error
+		if text, err = successor.sessionText(res.SessionID); err != nil {
+			return TokenPair{}, err
+		}
+	}
+	pair, err := s.pair(res.UserID, res.SessionID, res.Role, text, res.ExpiresAt)
 	if errors.Is(err, errNoTimeLeft) {
 		return TokenPair{}, ErrInvalidGrant
 	}

@@ -33,8 +33,13 @@ type Store interface {
 	// recently used sessions past s.MaxSessions, returning their ids.
 	// Returns ErrCredentialsChanged or ErrNotFound.
 	CreateSession(ctx context.Context, s NewSession) ([]string, error)
-	// RotateRefreshToken settles one refresh atomically; see RotateResult.
-	RotateRefreshToken(ctx context.Context, p RotateParams) (RotateResult, error)
+	// RotateSessionToken settles one refresh of a format-2 token (of
+	// session p.SessionID) atomically, in one update of the session's row
+	// when the token is live; see RotateResult.
+	RotateSessionToken(ctx context.Context, p RotateParams) (RotateResult, error)
+	// RotateLegacyToken settles one refresh of a format-1 token atomically,
+	// moving its session to format 2 when p.Convert; see RotateResult.
+	RotateLegacyToken(ctx context.Context, p RotateParams) (RotateResult, error)
 	// ListSessions returns the user's active sessions, newest first.
 	ListSessions(ctx context.Context, userID string, now time.Time) ([]Session, error)
 	// EndSession ends one active session of the user. Returns ErrNotFound.
@@ -75,15 +80,23 @@ type NewSession struct {
 	ExpiresAt        time.Time
 	RefreshHash      []byte
 	RefreshExpiresAt time.Time
-	Client           Client
+	// LegacyToken stores the first refresh token in format 1 (a row of its
+	// own) rather than on the session's row.
+	LegacyToken bool
+	Client      Client
 }
 
 // RotateParams is one refresh, with every value decided by the service.
 type RotateParams struct {
+	// SessionID is the session a format-2 token names.
+	SessionID                string
 	Hash, NewHash, SealedNew []byte
 	Now                      time.Time
 	Grace, TTL               time.Duration
-	Client                   Client
+	// Convert moves a format-1 token's session to format 2 (NewHash is
+	// then a format-2 token's).
+	Convert bool
+	Client  Client
 }
 
 // RotateOutcome is what a rotation decided.
@@ -117,6 +130,9 @@ type RotateResult struct {
 	UserID    string
 	Role      string
 	Sealed    []byte
+	// OnSessionRow says that the successor (new or sealed) is a format-2
+	// token; a format-1 rotation without Convert keeps format 1.
+	OnSessionRow bool
 	// ExpiresAt is when the live refresh token, capped by the session, expires.
 	ExpiresAt time.Time
 }

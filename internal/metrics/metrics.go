@@ -74,7 +74,9 @@ func New() *Registry {
 func (m *Registry) Login(outcome string) { m.logins.WithLabelValues(outcome).Inc() }
 
 // Refresh counts a refresh by outcome.
-func (m *Registry) Refresh(outcome auth.RotateOutcome) { m.refreshes.WithLabelValues(outcome.String()).Inc() }
+func (m *Registry) Refresh(outcome auth.RotateOutcome) {
+	m.refreshes.WithLabelValues(outcome.String()).Inc()
+}
 
 var revocationKinds = map[auth.RevocationKind]string{auth.RevokedJTI: "jti", auth.EndedSession: "session",
 	auth.UserCutoff: "user", auth.UserChanged: "user_changed"}

@@ -15,7 +15,15 @@ import (
 // password changes and logouts of all sessions serialise on it.
 const lockUser = `SELECT session_epoch FROM users WHERE id = $1 FOR NO KEY UPDATE`
 
+// createSession stores a session with its first refresh token on its row
+// (format 2).
 const createSession = `
+INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, idle_expires_at, user_agent, ip, rt_hash)
+VALUES ($1, $2, $3, $3, $4, $6, $7, $8, $5)`
+
+// createLegacySession stores a session and its first refresh token in a
+// row of its own (format 1).
+const createLegacySession = `
 WITH s AS (
     INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, idle_expires_at, user_agent, ip)
     VALUES ($1, $2, $3, $3, $4, $6, $7, $8)
@@ -56,7 +64,11 @@ func (s *Store) CreateSession(ctx context.Context, n auth.NewSession) ([]string,
 		if epoch != n.Epoch {
 			return auth.ErrCredentialsChanged
 		}
-		if _, err := tx.Exec(ctx, createSession, n.ID, n.UserID, n.Now, n.ExpiresAt, n.RefreshHash,
+		insert := createSession
+		if n.LegacyToken {
+			insert = createLegacySession
+		}
+		if _, err := tx.Exec(ctx, insert, n.ID, n.UserID, n.Now, n.ExpiresAt, n.RefreshHash,
 			n.RefreshExpiresAt, n.Client.UserAgent, n.Client.IP); err != nil {
 			return err
 		}
@@ -74,27 +86,57 @@ func (s *Store) CreateSession(ctx context.Context, n auth.NewSession) ([]string,
 	return ended, nil
 }
 
-const rotateRefreshToken = `
-SELECT outcome, session_id::text, user_id::text, role, sealed, expires_at
-  FROM rotate_refresh_token($1, $2, $3, $4, $5, $6, $7, $8)`
+const rotateSessionToken = `
+SELECT outcome::text, user_id::text, role, sealed, expires_at
+  FROM rotate_session_token($1, $2, $3, $4, $5, $6, $7, $8, $9)`
 
-// RotateRefreshToken runs the rotation function: one round trip, settled
-// under the session's row lock (see migrations/000001_init.up.sql).
-func (s *Store) RotateRefreshToken(ctx context.Context, p auth.RotateParams) (auth.RotateResult, error) {
+// RotateSessionToken runs the format-2 rotation function: one round trip,
+// one update of the session's row for a live token (see
+// migrations/000007_session_tokens.up.sql).
+func (s *Store) RotateSessionToken(ctx context.Context, p auth.RotateParams) (auth.RotateResult, error) {
+	var res auth.RotateResult
+	var outcome string
+	var uid, role *string
+	var exp *time.Time
+	err := s.pool.QueryRow(ctx, rotateSessionToken, p.SessionID, p.Hash, p.NewHash, p.SealedNew, p.Now,
+		p.Grace, p.TTL, p.Client.IP, p.Client.UserAgent).Scan(&outcome, &uid, &role, &res.Sealed, &exp)
+	if err != nil {
+		return auth.RotateResult{}, fmt.Errorf("store: rotate session token: %w", err)
+	}
+	return finishRotation(res, outcome, nil, uid, role, exp)
+}
+
+const rotateLegacyToken = `
+SELECT outcome::text, session_id::text, user_id::text, role, sealed, expires_at, on_session_row
+  FROM rotate_legacy_token($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+
+// RotateLegacyToken runs the format-1 rotation function: one round trip,
+// settled under the session's row lock; with p.Convert the session moves
+// to format 2.
+func (s *Store) RotateLegacyToken(ctx context.Context, p auth.RotateParams) (auth.RotateResult, error) {
 	var res auth.RotateResult
 	var outcome string
 	var sid, uid, role *string
 	var exp *time.Time
-	err := s.pool.QueryRow(ctx, rotateRefreshToken, p.Hash, p.NewHash, p.SealedNew, p.Now,
-		p.Grace, p.TTL, p.Client.IP, p.Client.UserAgent).Scan(&outcome, &sid, &uid, &role, &res.Sealed, &exp)
+	err := s.pool.QueryRow(ctx, rotateLegacyToken, p.Hash, p.NewHash, p.SealedNew, p.Now,
+		p.Grace, p.TTL, p.Client.IP, p.Client.UserAgent, p.Convert).Scan(&outcome, &sid, &uid, &role, &res.Sealed, &exp,
+		&res.OnSessionRow)
 	if err != nil {
-		return auth.RotateResult{}, fmt.Errorf("store: rotate refresh token: %w", err)
+		return auth.RotateResult{}, fmt.Errorf("store: rotate legacy token: %w", err)
 	}
+	return finishRotation(res, outcome, sid, uid, role, exp)
+}
+
+// finishRotation reads a rotation function's nullable columns into res.
+func finishRotation(res auth.RotateResult, outcome string, sid, uid, role *string, exp *time.Time) (auth.RotateResult, error) {
 	var ok bool
 	if res.Outcome, ok = rotationOutcomes[outcome]; !ok {
-		return auth.RotateResult{}, fmt.Errorf("store: rotate refresh token: unknown outcome %q", outcome)
+		return auth.RotateResult{}, fmt.Errorf("store: rotation: unknown outcome %q", outcome)
 	}
-	res.SessionID, res.UserID, res.Role = deref(sid), deref(uid), deref(role)
+	if sid != nil {
+		res.SessionID = *sid
+	}
+	res.UserID, res.Role = deref(uid), deref(role)
 	if exp != nil {
 		res.ExpiresAt = *exp
 	}
