@@ -67,4 +67,5 @@ BEGIN
     RETURN QUERY SELECT 'reuse'::text, v_sid, v_uid, v_role, NULL::bytea, NULL::timestamptz;
 END
 $$;
+DROP INDEX IF EXISTS users_password_params_idx;
 ALTER TABLE users DROP COLUMN IF EXISTS session_epoch;

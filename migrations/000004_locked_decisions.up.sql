@@ -2,7 +2,12 @@
 -- every statement that must end all of a user's sessions (password change,
 -- logout-all, admin logout) bumps session_epoch under the user's row lock,
 -- and a login inserts its session only if the epoch it read is still current.
-ALTER TABLE users ADD COLUMN session_epoch bigint NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS session_epoch bigint NOT NULL DEFAULT 0;
+
+-- Which argon2id parameter sets the stored hashes use (a failed login
+-- spends one hash under each, so that its timing tells nothing): read by a
+-- loose scan of this index, one probe per set.
+CREATE INDEX IF NOT EXISTS users_password_params_idx ON users (split_part(password_hash, '$', 4));
 
 -- rotate_refresh_token, as in 000001, but deciding only on rows it holds
 -- locked: the token row is locked after the session's (the purge deletes

@@ -1,2 +1,2 @@
--- Nothing to undo: NFC addresses are valid addresses; the original forms are not kept.
-SELECT 1;
+-- The original forms are not kept: NFC addresses stay, only the constraint goes.
+ALTER TABLE users DROP CONSTRAINT IF EXISTS users_email_nfc;

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 
 	"github.com/golang-migrate/migrate/v4"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -34,13 +35,27 @@ func setup(ctx context.Context, getenv func(string) string, stderr io.Writer) (C
 }
 
 func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	rest, err := parseFlags("migrate", "server migrate up|down|version", args, 1, stderr)
+	const synopsis = "server migrate up|down|version|force VERSION"
+	want := 1
+	if len(args) > 0 && args[0] == "force" {
+		want = 2
+	}
+	rest, err := parseFlags("migrate", synopsis, args, want, stderr)
 	if err != nil {
 		return err
 	}
 	action := rest[0]
-	if action != "up" && action != "down" && action != "version" {
-		return usageError(stderr, "server migrate up|down|version", "migrate takes up, down or version, not %q", action)
+	var force int
+	switch action {
+	case "up", "down", "version":
+	case "force":
+		v, err := strconv.Atoi(rest[1])
+		if err != nil || v < -1 {
+			return usageError(stderr, synopsis, "VERSION must be a migration number (or -1 for none), not %q", rest[1])
+		}
+		force = v
+	default:
+		return usageError(stderr, synopsis, "migrate takes up, down, version or force VERSION, not %q", action)
 	}
 	_, _, pool, err := setup(ctx, getenv, stderr)
 	if err != nil {
@@ -57,6 +72,8 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 		err = store.Up(m)
 	case "down":
 		err = m.Down()
+	case "force":
+		err = m.Force(force)
 	}
 	if err != nil && !errors.Is(err, migrate.ErrNoChange) {
 		return fmt.Errorf("migrate %s: %w", action, err)

@@ -1,7 +1,7 @@
 // Command server runs the account service and its admin commands:
 //
 //	server                          serve (applies pending migrations first)
-//	server migrate up|down|version  manage the schema
+//	server migrate up|down|version|force VERSION  manage the schema
 //	server keys rotate              add a signing key that signs from now on
 //	server keys reseal              re-encrypt private keys with KEY_ENCRYPTION_KEY
 //	server users set-role EMAIL ROLE
@@ -45,6 +45,7 @@ func exitCode(err error) int {
 const usage = `Usage:
   server [serve]                      run the HTTP service (migrates first unless MIGRATE_ON_START=false)
   server migrate up|down|version      apply all, roll back all, or print the schema version
+  server migrate force VERSION        mark the schema as at VERSION (after an interrupted migration)
   server keys rotate                  add a signing key that signs from now on
   server keys reseal                  seal the private keys with KEY_ENCRYPTION_KEY
                                       (opening them with OLD_KEY_ENCRYPTION_KEY if needed)

@@ -302,6 +302,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"migrate"}, 2},
 		{[]string{"migrate", "sideways"}, 2},
 		{[]string{"migrate", "up", "extra"}, 2},
+		{[]string{"migrate", "force"}, 2},
+		{[]string{"migrate", "force", "latest"}, 2},
 		{[]string{"keys"}, 2},
 		{[]string{"keys", "delete"}, 2},
 		{[]string{"users", "set-role", "a@example.com"}, 2},

@@ -56,7 +56,7 @@ auth_file = %s
 pool_mode = transaction
 max_client_conn = 500
 default_pool_size = 8
-ignore_startup_parameters = extra_float_digits,statement_timeout
+ignore_startup_parameters = extra_float_digits,statement_timeout,idle_in_transaction_session_timeout
 logfile = %s
 `, host, pgPort, port, dir, filepath.Join(dir, "users.txt"), filepath.Join(dir, "pgbouncer.log"))
 	for name, body := range map[string]string{"pgbouncer.ini": ini, "users.txt": fmt.Sprintf("%q \"\"\n", user), "pgbouncer.log": ""} {

@@ -52,14 +52,14 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 		}
 		return TokenPair{}, err
 	}
-	u, err := s.checkLogin(ctx, email, password, c)
+	u, evaluated, err := s.checkLogin(ctx, email, password, c)
 	if err != nil {
-		if !errors.Is(err, ErrInvalidCredentials) {
-			s.release(ctx, a) // not a guess that was evaluated
+		if !evaluated {
+			s.release(ctx, a) // nothing was checked: no guess to count
 		}
 		return TokenPair{}, err
 	}
-	s.release(ctx, a)
+	s.release(ctx, a) // the right password: not a failure
 	if NeedsRehash(u.PasswordHash, s.cfg.Argon2) {
 		s.rehash(ctx, &u, password)
 	}
@@ -81,33 +81,30 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 	return pair, nil
 }
 
-// checkLogin finds the account and checks its password, spending one hash
-// at the current parameters on every failure. Returns ErrInvalidCredentials
-// for an unknown email or a wrong password.
-func (s *Service) checkLogin(ctx context.Context, email, password string, c Client) (User, error) {
-	u, err := s.userForLogin(ctx, email)
-	if errors.Is(err, ErrNotFound) {
-		// Spend one hash anyway so that timing does not tell which emails exist.
-		if _, err := s.verify(ctx, password, s.dummy); err != nil {
-			return User{}, err
-		}
-		s.metrics.Login("failed")
-		s.record(ctx, Event{Type: EventLoginFailed, Client: c, Detail: map[string]any{"reason": "unknown_email"}})
-		return User{}, ErrInvalidCredentials
+// checkLogin finds the account and checks its password; every failure
+// costs the same (checkPassword). Returns ErrInvalidCredentials for an
+// unknown email or a wrong password (evaluated: the attempt counts against
+// the limit), or why nothing was checked (no hashing slot, the client gone).
+func (s *Service) checkLogin(ctx context.Context, email, password string, c Client) (u User, evaluated bool, err error) {
+	u, err = s.userForLogin(ctx, email)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return User{}, false, err
 	}
-	if err != nil {
-		return User{}, err
+	known := err == nil
+	ok, evaluated, err := s.checkPassword(ctx, password, u.PasswordHash)
+	switch {
+	case err != nil:
+		return User{}, false, err
+	case ok:
+		return u, true, nil
 	}
-	ok, err := s.verifyFailure(ctx, password, u.PasswordHash)
-	if err != nil {
-		return User{}, err
-	}
-	if !ok {
-		s.metrics.Login("failed")
+	s.metrics.Login("failed")
+	if known {
 		s.record(ctx, Event{Type: EventLoginFailed, UserID: u.ID, Client: c, Detail: map[string]any{"reason": "wrong_password"}})
-		return User{}, ErrInvalidCredentials
+	} else {
+		s.record(ctx, Event{Type: EventLoginFailed, Client: c, Detail: map[string]any{"reason": "unknown_email"}})
 	}
-	return u, nil
+	return User{}, evaluated, ErrInvalidCredentials
 }
 
 // rehash stores the password under the current parameters, replacing
@@ -192,7 +189,7 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 		return err
 	}
 	now := s.now()
-	ended, err := s.store.ChangePassword(ctx, u.ID, u.PasswordHash, h, p.SessionID, now)
+	ended, err := s.store.ChangePassword(ctx, u.ID, u.SessionEpoch, h, p.SessionID, now)
 	if errors.Is(err, ErrCredentialsChanged) {
 		return ErrInvalidCredentials // changed meanwhile: the current password is no longer current
 	}
@@ -217,17 +214,24 @@ func (s *Service) reauthenticate(ctx context.Context, p Principal, password stri
 		return User{}, err
 	}
 	u, err := s.store.UserByID(ctx, p.UserID)
-	if err == nil {
-		var ok bool
-		if ok, err = s.verifyFailure(ctx, password, u.PasswordHash); err == nil && !ok {
-			s.record(ctx, Event{Type: EventPasswordChangeFailed, UserID: u.ID, SessionID: p.SessionID, Client: c,
-				Detail: map[string]any{"reason": "wrong_password"}})
-			return User{}, ErrInvalidCredentials // the reservation stays: a failure
-		}
-	}
-	s.release(ctx, a)
 	if errors.Is(err, ErrNotFound) {
+		s.release(ctx, a)
 		return User{}, ErrInvalidToken
 	}
-	return u, err
+	if err != nil {
+		s.release(ctx, a)
+		return User{}, err
+	}
+	ok, evaluated, err := s.checkPassword(ctx, password, u.PasswordHash)
+	if ok {
+		s.release(ctx, a) // the right password: not a failure
+		return u, nil
+	}
+	if !evaluated {
+		s.release(ctx, a)
+		return User{}, err
+	}
+	s.record(ctx, Event{Type: EventPasswordChangeFailed, UserID: u.ID, SessionID: p.SessionID, Client: c,
+		Detail: map[string]any{"reason": "wrong_password"}})
+	return User{}, ErrInvalidCredentials // the reservation stays: a failure
 }

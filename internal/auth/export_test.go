@@ -26,3 +26,21 @@ func (r *Revocations) Resync(ctx context.Context) error { return r.load(ctx) }
 // Tokens is the service's access-token issuer and verifier, for tests that
 // sign tokens themselves.
 func (s *Service) Tokens() *Tokens { return s.tokens }
+
+// FillHashSlots takes every hashing slot (none may be in use), as a burst
+// of concurrent logins would, until the returned function gives them back.
+func (s *Service) FillHashSlots() (release func()) {
+	n := cap(s.slots)
+	for range n {
+		s.slots <- struct{}{}
+	}
+	return func() {
+		for range n {
+			<-s.slots
+		}
+	}
+}
+
+// LoadGenerations reads the password-hash parameter sets in use now, as
+// Run does every minute.
+func (s *Service) LoadGenerations(ctx context.Context) error { return s.loadGenerations(ctx) }

@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"time"
 )
 
@@ -54,14 +56,90 @@ func (s *Service) verify(ctx context.Context, pw string, encoded PasswordHash) (
 	return ok, err
 }
 
-// verifyFailure checks pw against a user's hash. A wrong password for a
-// hash made with other parameters than the current ones also spends one
-// hash at the current parameters, so that every failed login costs at
-// least what an unknown email's does and its timing tells nothing.
-func (s *Service) verifyFailure(ctx context.Context, pw string, encoded PasswordHash) (ok bool, err error) {
-	ok, err = s.verify(ctx, pw, encoded)
-	if err == nil && !ok && NeedsRehash(encoded, s.cfg.Argon2) {
-		_, err = s.verify(ctx, pw, s.dummy)
+// generation is one set of argon2id parameters that stored hashes use,
+// with the hash of a random password under them (which no password matches).
+type generation struct {
+	params Argon2Params
+	dummy  PasswordHash
+}
+
+// maxGenerations bounds the parameter sets a failure is padded with.
+const maxGenerations = 8
+
+// generations are the parameter sets in use: the current ones first, then
+// each other set that stored hashes use (accounts that have not logged in
+// since an ARGON2_* change).
+func (s *Service) generations() []generation { return *s.gens.Load() }
+
+// loadGenerations asks the store which parameter sets stored hashes use,
+// and makes a dummy hash for each new one.
+func (s *Service) loadGenerations(ctx context.Context) error {
+	found, err := s.store.PasswordParams(ctx)
+	if err != nil {
+		return err
 	}
-	return ok, err
+	old := s.generations()
+	gens := []generation{old[0]}
+	for _, f := range found {
+		p, ok := parsePHCParams(f)
+		if !ok || p == s.cfg.Argon2 || len(gens) == maxGenerations {
+			continue
+		}
+		g := generation{params: p}
+		for _, o := range old {
+			if o.params == p {
+				g.dummy = o.dummy
+			}
+		}
+		if g.dummy == "" {
+			if g.dummy, err = dummyHash(p); err != nil {
+				return err
+			}
+		}
+		gens = append(gens, g)
+	}
+	s.gens.Store(&gens)
+	return nil
+}
+
+// dummyHash hashes a random password under p.
+func dummyHash(p Argon2Params) (PasswordHash, error) {
+	pw := make([]byte, 32)
+	if _, err := rand.Read(pw); err != nil {
+		return "", err
+	}
+	return HashPassword(base64.RawStdEncoding.EncodeToString(pw), p)
+}
+
+// checkPassword is a password check whose failures all cost the same: a
+// wrong password (encoded is the account's hash) or no account at all
+// (encoded is "") spends one hash under every parameter set in use, the
+// account's own included, so that timing tells neither whether the account
+// exists nor which parameters its hash has. evaluated is false only when
+// nothing was checked (no hashing slot, the client gone before the first
+// hash): then err says why. Once a hash has said "wrong" the verdict
+// stands, whatever happens to the padding after it.
+func (s *Service) checkPassword(ctx context.Context, pw string, encoded PasswordHash) (ok, evaluated bool, err error) {
+	var spent *Argon2Params
+	if encoded != "" {
+		if ok, err = s.verify(ctx, pw, encoded); err != nil {
+			return false, false, err
+		}
+		if ok {
+			return true, true, nil
+		}
+		if p, _, _, perr := parsePHC(encoded); perr == nil {
+			spent = &p
+		}
+	}
+	for i, g := range s.generations() {
+		if spent != nil && g.params == *spent {
+			continue
+		}
+		if _, err := s.verify(ctx, pw, g.dummy); err != nil && i == 0 && spent == nil {
+			// An unknown email whose first hash never ran: nothing was checked.
+			return false, false, err
+		}
+	}
+	return false, true, nil
 }

@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // Signing algorithms the service supports.
@@ -93,9 +95,10 @@ type KeyRing struct {
 	current *verifyKey
 	loaded  time.Time
 
-	// reloadMu serialises the reloads that unknown kids trigger;
-	// lastReload is the last one that succeeded, lastTry the last attempt.
-	reloadMu   sync.Mutex
+	// reloads runs the reloads that unknown kids trigger, one at a time;
+	// lastReload is the last one that succeeded, lastTry the last attempt
+	// (both used only inside reloads).
+	reloads    singleflight.Group
 	lastReload time.Time
 	lastTry    time.Time
 }
@@ -180,30 +183,44 @@ func (kr *KeyRing) Reload(ctx context.Context) error {
 
 // lookup returns the key for kid. An unknown kid makes the ring read the
 // database again, at most once a second, so that a key rotated in by another
-// instance verifies at once. The reload does not run on the request's
-// context (a client that hangs up, or a stream of junk kids sent with
-// short deadlines, must not cancel it), and only a reload that succeeded
-// spends the second: a failed one may be retried after kidRetryAfter.
+// instance verifies at once. Requests meeting unknown kids together share
+// one reload, and each waits for it only as long as its own context lets
+// it; the reload itself runs apart from them (a client that hangs up, or a
+// stream of junk kids sent with short deadlines, must not cancel it), and
+// only a reload that succeeded spends the second: a failed one may be
+// retried after kidRetryAfter.
 func (kr *KeyRing) lookup(ctx context.Context, kid string) *verifyKey {
-	kr.mu.RLock()
-	k := kr.keys[kid]
-	kr.mu.RUnlock()
-	if k != nil || kr.cfg.Alg == AlgHS256 {
+	if k := kr.key(kid); k != nil || kr.cfg.Alg == AlgHS256 {
 		return k
 	}
-	kr.reloadMu.Lock()
-	if now := kr.now(); now.Sub(kr.lastReload) >= kidReloadEvery && now.Sub(kr.lastTry) >= kidRetryAfter {
-		kr.lastTry = now
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kidReloadTimeout)
-		if err := kr.Reload(rctx); err == nil {
-			kr.lastReload = now
-		}
-		cancel()
+	select {
+	case <-kr.reloads.DoChan("reload", func() (any, error) { kr.reloadForKid(); return nil, nil }):
+	case <-ctx.Done():
+		return nil
 	}
-	kr.reloadMu.Unlock()
+	return kr.key(kid)
+}
+
+func (kr *KeyRing) key(kid string) *verifyKey {
 	kr.mu.RLock()
 	defer kr.mu.RUnlock()
 	return kr.keys[kid]
+}
+
+// reloadForKid reloads unless the last success was under kidReloadEvery
+// ago or the last attempt under kidRetryAfter ago. Only lookup's
+// singleflight calls it, one at a time.
+func (kr *KeyRing) reloadForKid() {
+	now := kr.now()
+	if now.Sub(kr.lastReload) < kidReloadEvery || now.Sub(kr.lastTry) < kidRetryAfter {
+		return
+	}
+	kr.lastTry = now
+	ctx, cancel := context.WithTimeout(context.Background(), kidReloadTimeout)
+	defer cancel()
+	if err := kr.Reload(ctx); err == nil {
+		kr.lastReload = now
+	}
 }
 
 func (kr *KeyRing) signingKey() *verifyKey {

@@ -85,12 +85,10 @@ func parsePHC(encoded PasswordHash) (p Argon2Params, salt, key []byte, err error
 	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
 		return p, nil, nil, errBadHash
 	}
-	var threads uint32
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Time, &threads); err != nil ||
-		p.MemoryKiB == 0 || p.Time == 0 || threads == 0 || threads > 255 {
+	p, ok := parsePHCParams(parts[3])
+	if !ok {
 		return p, nil, nil, errBadHash
 	}
-	p.Threads = uint8(threads)
 	if salt, err = b64.DecodeString(parts[4]); err != nil || len(salt) < 8 {
 		return p, nil, nil, errBadHash
 	}
@@ -98,6 +96,18 @@ func parsePHC(encoded PasswordHash) (p Argon2Params, salt, key []byte, err error
 		return p, nil, nil, errBadHash
 	}
 	return p, salt, key, nil
+}
+
+// parsePHCParams reads the parameter field of a PHC string: "m=…,t=…,p=…".
+func parsePHCParams(field string) (p Argon2Params, ok bool) {
+	var threads uint32
+	if _, err := fmt.Sscanf(field, "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Time, &threads); err != nil ||
+		p.MemoryKiB == 0 || p.Time == 0 || threads == 0 || threads > 255 ||
+		field != fmt.Sprintf("m=%d,t=%d,p=%d", p.MemoryKiB, p.Time, threads) {
+		return Argon2Params{}, false
+	}
+	p.Threads = uint8(threads)
+	return p, true
 }
 
 // VerifyPassword reports whether pw matches the PHC string encoded,

@@ -74,9 +74,11 @@ type Revocations struct {
 	synced   atomic.Bool
 	lastSync atomic.Int64 // unix nanos of the last snapshot or notification
 	// nonce tells this instance's heartbeats from others'; lastBeat is
-	// when the last one came back (unix nanos, wall clock).
-	nonce    string
-	lastBeat atomic.Int64
+	// when the last one came back, pendingSince when the oldest one sent
+	// and not back yet was sent (0: none), unix nanos, wall clock.
+	nonce        string
+	lastBeat     atomic.Int64
+	pendingSince atomic.Int64
 }
 
 // NewRevocations returns an empty, unsynced state; Run fills it. window is
@@ -119,6 +121,7 @@ func (r *Revocations) Apply(v Revocation) {
 	case Heartbeat:
 		if v.ID == r.nonce {
 			r.lastBeat.Store(time.Now().UnixNano())
+			r.pendingSince.Store(0) // NOTIFY keeps order: every earlier one is through too
 		}
 		return
 	case UserChanged, RevocationsAll:
@@ -253,14 +256,17 @@ func (r *Revocations) serve(ctx context.Context, ready <-chan struct{}, done <-c
 		return err
 	}
 	r.lastBeat.Store(time.Now().UnixNano())
-	if err := r.load(ctx); err != nil {
-		return err
-	}
-	r.synced.Store(true)
+	r.pendingSince.Store(0)
+	// Snapshots load in the background, the first one and every resync,
+	// so that heartbeats go on meanwhile: a slow load (a large state, a slow
+	// database) is not a silent listener.
+	loaded := make(chan error, 1)
+	loading := true
+	go func() { loaded <- r.load(ctx) }()
 	t := time.NewTicker(resync)
 	defer t.Stop()
-	// Check twice per interval, send once: a silent listener is found
-	// within 3.5 intervals of its last delivery.
+	// Check twice per interval, send once: a heartbeat that has not come
+	// back 3 intervals after it was sent means the listener is silent.
 	beat := time.NewTicker(heartbeat / 2)
 	defer beat.Stop()
 	sending := make(chan struct{}, 1)
@@ -268,12 +274,19 @@ func (r *Revocations) serve(ctx context.Context, ready <-chan struct{}, done <-c
 		select {
 		case err := <-done:
 			return err
-		case <-t.C:
-			if err := r.load(ctx); err != nil {
+		case err := <-loaded:
+			loading = false
+			if err != nil {
 				return err
 			}
+			r.synced.Store(true)
+		case <-t.C:
+			if !loading {
+				loading = true
+				go func() { loaded <- r.load(ctx) }()
+			}
 		case <-beat.C:
-			if time.Since(time.Unix(0, r.lastBeat.Load())) > 3*heartbeat {
+			if p := r.pendingSince.Load(); p != 0 && time.Since(time.Unix(0, p)) > 3*heartbeat {
 				return errSilentListener
 			}
 			if !odd {
@@ -285,7 +298,11 @@ func (r *Revocations) serve(ctx context.Context, ready <-chan struct{}, done <-c
 					defer func() { <-sending }()
 					hctx, cancel := context.WithTimeout(ctx, heartbeat)
 					defer cancel()
+					sent := time.Now().UnixNano()
+					r.pendingSince.CompareAndSwap(0, sent)
 					if err := r.src.SendHeartbeat(hctx, r.nonce); err != nil && ctx.Err() == nil {
+						// Never sent: its absence proves nothing either way.
+						r.pendingSince.CompareAndSwap(sent, 0)
 						r.log.Debug("revocation heartbeat not sent", "err", err)
 					}
 				}()

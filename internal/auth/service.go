@@ -2,9 +2,8 @@ package auth
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"log/slog"
+	"sync/atomic"
 	"time"
 )
 
@@ -45,7 +44,9 @@ type Service struct {
 	now    func() time.Time
 	log    *slog.Logger
 	slots  chan struct{}
-	dummy  PasswordHash // a hash that no password matches, spent on unknown emails
+	// gens are the password-hash parameter sets in use, each with a hash
+	// no password matches: a failed check spends one under each.
+	gens atomic.Pointer[[]generation]
 	// revocations, when set, answers the revocation check from memory.
 	revocations *Revocations
 	users       *userCache
@@ -120,18 +121,18 @@ func New(ctx context.Context, store Store, o Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	pw := make([]byte, 32)
-	if _, err := rand.Read(pw); err != nil {
-		return nil, err
-	}
-	dummy, err := HashPassword(base64.RawStdEncoding.EncodeToString(pw), o.Argon2)
+	dummy, err := dummyHash(o.Argon2)
 	if err != nil {
 		return nil, err
 	}
 	s := &Service{store: store, keys: ring, cfg: o.Config, now: o.Now, log: o.Log, metrics: o.Metrics,
 		tokens: NewTokens(ring, o.Issuer, o.Audience, o.AccessTTL, o.Leeway, o.Now),
-		slots:  make(chan struct{}, o.HashSlots), dummy: dummy, users: newUserCache(maxCachedUsers),
+		slots:  make(chan struct{}, o.HashSlots), users: newUserCache(maxCachedUsers),
 		sessions: newBoundedMap[string](maxCachedSessions, nil)}
+	s.gens.Store(&[]generation{{params: o.Argon2, dummy: dummy}})
+	if err := s.loadGenerations(ctx); err != nil {
+		return nil, err
+	}
 	if o.InMemoryRevocations {
 		s.revocations = NewRevocations(store, RevocationWindow(o.AccessTTL, o.Leeway), o.Log, o.Now)
 		s.revocations.onUserChanged = s.users.invalidate
@@ -148,7 +149,8 @@ func (s *Service) Revocations() *Revocations { return s.revocations }
 
 // Run keeps the revocation state in step with the database (resynced in
 // full every resync, a heartbeat every heartbeat) and re-reads the signing
-// keys every KeyReloadInterval, until ctx ends.
+// keys and the password-hash parameter sets in use every
+// KeyReloadInterval, until ctx ends.
 func (s *Service) Run(ctx context.Context, resync, heartbeat time.Duration) {
 	if s.revocations != nil {
 		go s.revocations.Run(ctx, resync, heartbeat)
@@ -163,6 +165,9 @@ func (s *Service) Run(ctx context.Context, resync, heartbeat time.Duration) {
 		}
 		if err := s.keys.Reload(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("reload signing keys", "err", err)
+		}
+		if err := s.loadGenerations(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("reload password-hash parameters in use", "err", err)
 		}
 	}
 }

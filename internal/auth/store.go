@@ -16,13 +16,18 @@ type Store interface {
 	UserByEmail(ctx context.Context, email string) (User, error)
 	// UserByID returns ErrNotFound.
 	UserByID(ctx context.Context, id string) (User, error)
+	// PasswordParams lists the distinct parameter fields ("m=…,t=…,p=…")
+	// of the stored password hashes.
+	PasswordParams(ctx context.Context) ([]string, error)
 	// RehashPassword replaces oldHash, and only oldHash, with newHash
 	// without touching sessions (rehash on login); it reports whether it did.
 	RehashPassword(ctx context.Context, userID string, oldHash, newHash PasswordHash, now time.Time) (bool, error)
-	// ChangePassword replaces oldHash with newHash and ends every session of
-	// the user but keepSessionID, returning the ids of the sessions it
-	// ended. Returns ErrCredentialsChanged when the hash is no longer oldHash.
-	ChangePassword(ctx context.Context, userID string, oldHash, newHash PasswordHash, keepSessionID string, now time.Time) ([]string, error)
+	// ChangePassword sets newHash and ends every session of the user but
+	// keepSessionID, if the user's session epoch is still epoch (no password
+	// change or logout of every session since the current password was
+	// checked; a rehash does not move it), returning the ids of the sessions
+	// it ended. Returns ErrCredentialsChanged when the epoch moved.
+	ChangePassword(ctx context.Context, userID string, epoch int64, newHash PasswordHash, keepSessionID string, now time.Time) ([]string, error)
 	// ListUsers pages by (created_at, id), after the cursor when it is not nil.
 	ListUsers(ctx context.Context, after *UserCursor, limit int) ([]User, error)
 	// SetRole returns ErrNotFound.

@@ -41,10 +41,13 @@ func purge(ctx context.Context, db pgx.Tx, now, auditBefore time.Time, batch int
 		sql    string
 		before time.Time
 	}{
-		{purgeRevoked, now},
-		{purgeRefreshTokens, now},
-		{purgeRateLimits, now},
+		// Sessions before refresh tokens: the order every statement that
+		// ends sessions locks them in (session, then its tokens), so the
+		// purge cannot deadlock with a logout-all or a rotation.
 		{purgeSessions, now.Add(-sessionKeep)},
+		{purgeRefreshTokens, now},
+		{purgeRevoked, now},
+		{purgeRateLimits, now},
 		{purgeEvents, auditBefore},
 	} {
 		tag, err := db.Exec(ctx, q.sql, q.before, batch)

@@ -32,15 +32,20 @@ WITH s AS (
 INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at)
 SELECT $5, id, $3, $6 FROM s`
 
-// endLeastRecentlyUsed ends the user's live sessions past the newest $3
-// (by last use), and spends their refresh tokens.
+// lockLiveSessions locks the user's live sessions, waiting for any
+// rotation in flight: the next statement (a new snapshot) then ranks them
+// by their last use as it is.
+const lockLiveSessions = `SELECT 1 FROM sessions WHERE user_id = $1 AND ended_at IS NULL FOR UPDATE`
+
+// endLeastRecentlyUsed ends the user's live sessions, but the new one ($4),
+// past the $3 - 1 most recently used, and spends their refresh tokens.
 const endLeastRecentlyUsed = `
 WITH s AS (
     UPDATE sessions SET ended_at = $2
      WHERE id IN (SELECT id FROM sessions
-                   WHERE user_id = $1 AND ` + activeSession + `
+                   WHERE user_id = $1 AND id <> $4 AND ` + activeSession + `
                    ORDER BY last_used_at DESC, created_at DESC
-                  OFFSET $3)
+                  OFFSET $3 - 1)
     RETURNING id
 ), t AS (
     UPDATE refresh_tokens SET spent_at = $2
@@ -64,6 +69,13 @@ func (s *Store) CreateSession(ctx context.Context, n auth.NewSession) ([]string,
 		if epoch != n.Epoch {
 			return auth.ErrCredentialsChanged
 		}
+		if n.MaxSessions > 0 {
+			// Lock order: the user, then sessions (as logout-all); a
+			// rotation locks only its session and never waits for a user.
+			if _, err := tx.Exec(ctx, lockLiveSessions, n.UserID); err != nil {
+				return err
+			}
+		}
 		insert := createSession
 		if n.LegacyToken {
 			insert = createLegacySession
@@ -73,7 +85,7 @@ func (s *Store) CreateSession(ctx context.Context, n auth.NewSession) ([]string,
 			return err
 		}
 		if n.MaxSessions > 0 {
-			return tx.QueryRow(ctx, endLeastRecentlyUsed, n.UserID, n.Now, n.MaxSessions).Scan(&ended)
+			return tx.QueryRow(ctx, endLeastRecentlyUsed, n.UserID, n.Now, n.MaxSessions, n.ID).Scan(&ended)
 		}
 		return nil
 	})

@@ -42,7 +42,10 @@ type PoolOptions struct {
 	// statements: works through PgBouncer in transaction mode) or "off".
 	StatementCache string
 	// StatementTimeout, when not zero, is sent as each connection's
-	// statement_timeout so that a stuck query cannot pin the pool.
+	// statement_timeout, so that a stuck query cannot pin the pool, and as
+	// its idle_in_transaction_session_timeout, so that a transaction whose
+	// client was cut off (a partition between two of its statements)
+	// cannot hold a user's row lock for longer either.
 	StatementTimeout time.Duration
 }
 
@@ -63,7 +66,9 @@ func Open(ctx context.Context, databaseURL string, opts ...PoolOptions) (*pgxpoo
 			cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
 		}
 		if o.StatementTimeout > 0 {
-			cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(o.StatementTimeout.Milliseconds(), 10)
+			ms := strconv.FormatInt(o.StatementTimeout.Milliseconds(), 10)
+			cfg.ConnConfig.RuntimeParams["statement_timeout"] = ms
+			cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = ms
 		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -122,6 +127,7 @@ func Migrator(pool *pgxpool.Pool) (*migrate.Migrate, error) {
 func migrationConnConfig(pool *pgxpool.Pool) *pgx.ConnConfig {
 	cfg := pool.Config().ConnConfig.Copy()
 	delete(cfg.RuntimeParams, "statement_timeout")
+	delete(cfg.RuntimeParams, "idle_in_transaction_session_timeout")
 	return cfg
 }
 
@@ -142,34 +148,48 @@ func Migrate(pool *pgxpool.Pool) error {
 // a file that fails changes nothing; golang-migrate still marks its version
 // dirty, and Up puts the version back to the last one applied, so that the
 // next start (or `server migrate up`) tries again once the cause is fixed
-// instead of stopping at "dirty database". Every migration must therefore
-// stay transactional (no CREATE INDEX CONCURRENTLY).
+// instead of stopping at "dirty database". It does so only for a version
+// that this call made dirty: a dirty version found at the start (a crash
+// between a migration's commit and its clean mark, say) may well be
+// applied, and is left to an operator (`server migrate force`). Every
+// migration must therefore stay transactional (no CREATE INDEX CONCURRENTLY).
 func Up(m *migrate.Migrate) error {
-	err := m.Up()
+	before, dirty, err := m.Version()
+	switch {
+	case errors.Is(err, migrate.ErrNilVersion):
+		before = 0
+	case err != nil:
+		return fmt.Errorf("store: migrate up: %w", err)
+	case dirty:
+		return fmt.Errorf("store: migrate up: the schema is marked dirty at version %d: a migration was interrupted; "+
+			"check whether it was applied, then run `server migrate force %d` (applied) or `server migrate force %d` (not applied)",
+			before, before, previousVersion(before))
+	}
+	err = m.Up()
 	if err == nil || errors.Is(err, migrate.ErrNoChange) {
 		return nil
 	}
-	if v, dirty, verr := m.Version(); verr == nil && dirty {
-		if ferr := forcePrevious(m, v); ferr != nil {
+	if v, dirty, verr := m.Version(); verr == nil && dirty && v > before {
+		if ferr := m.Force(previousVersion(v)); ferr != nil {
 			return fmt.Errorf("store: migrate up: %w (and the dirty version %d could not be reset: %v)", err, v, ferr)
 		}
 	}
 	return fmt.Errorf("store: migrate up: %w", err)
 }
 
-// forcePrevious sets the schema version to the migration before v (none
-// when v is the first).
-func forcePrevious(m *migrate.Migrate, v uint) error {
+// previousVersion is the migration before v (database.NilVersion when v
+// is the first).
+func previousVersion(v uint) int {
 	src, err := iofs.New(migrations.FS, ".")
 	if err != nil {
-		return err
+		return database.NilVersion
 	}
 	defer src.Close()
 	prev, err := src.Prev(v)
 	if err != nil {
-		return m.Force(database.NilVersion)
+		return database.NilVersion
 	}
-	return m.Force(int(prev))
+	return int(prev)
 }
 
 const uniqueViolation = "23505"

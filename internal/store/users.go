@@ -84,20 +84,44 @@ func (s *Store) RehashPassword(ctx context.Context, userID string, oldHash, newH
 	return tag.RowsAffected() == 1, nil
 }
 
-// changePassword replaces the hash it was given the old value of and bumps
-// the session epoch, holding the user's row lock until commit.
+// changePassword sets the hash if the session epoch is the one the current
+// password was checked under, and bumps it, holding the user's row lock
+// until commit.
 const changePassword = `
 UPDATE users SET password_hash = $3, session_epoch = session_epoch + 1, updated_at = $4
- WHERE id = $1 AND password_hash = $2
+ WHERE id = $1 AND session_epoch = $2
 RETURNING id`
 
-// ChangePassword replaces the user's hash oldHash with newHash and ends
-// every session of the user but keepSessionID, returning the ids of the
-// sessions it ended. Returns auth.ErrCredentialsChanged when the stored
-// hash is no longer oldHash.
-func (s *Store) ChangePassword(ctx context.Context, userID string, oldHash, newHash auth.PasswordHash, keepSessionID string, now time.Time) ([]string, error) {
+// ChangePassword sets newHash and ends every session of the user but
+// keepSessionID, if the user's session epoch is still epoch, returning the
+// ids of the sessions it ended. Returns auth.ErrCredentialsChanged when the
+// epoch moved.
+func (s *Store) ChangePassword(ctx context.Context, userID string, epoch int64, newHash auth.PasswordHash, keepSessionID string, now time.Time) ([]string, error) {
 	return s.endSessionsAfter(ctx, "change password", auth.ErrCredentialsChanged, keepSessionID, now,
-		changePassword, userID, string(oldHash), string(newHash), now)
+		changePassword, userID, epoch, string(newHash), now)
+}
+
+// passwordParams lists the distinct parameter fields of the stored hashes,
+// one index probe each (a loose scan of users_password_params_idx).
+const passwordParams = `
+WITH RECURSIVE p AS (
+    SELECT min(split_part(password_hash, '$', 4)) AS v FROM users
+    UNION ALL
+    SELECT (SELECT min(split_part(u.password_hash, '$', 4)) FROM users u
+             WHERE split_part(u.password_hash, '$', 4) > p.v)
+      FROM p WHERE p.v IS NOT NULL
+)
+SELECT v FROM p WHERE v IS NOT NULL LIMIT 64`
+
+// PasswordParams lists the distinct parameter fields ("m=…,t=…,p=…") of
+// the stored password hashes.
+func (s *Store) PasswordParams(ctx context.Context) ([]string, error) {
+	rows, _ := s.pool.Query(ctx, passwordParams)
+	params, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("store: password params: %w", err)
+	}
+	return params, nil
 }
 
 // endSessionsAfter runs change, a statement that updates one user's row
@@ -136,7 +160,7 @@ func (s *Store) endSessionsAfter(ctx context.Context, op string, none error, kee
 const endSessions = `
 WITH s AS (
     UPDATE sessions SET ended_at = $2
-     WHERE user_id = $1 AND ended_at IS NULL AND ($3::uuid IS NULL OR id <> $3::uuid)
+     WHERE user_id = $1 AND ended_at IS NULL AND expires_at > $2 AND ($3::uuid IS NULL OR id <> $3::uuid)
     RETURNING id
 ), t AS (
     UPDATE refresh_tokens SET spent_at = $2
