@@ -163,7 +163,7 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s is now %s (from their next login or refresh)\n", u.Email, u.Role)
+	fmt.Fprintf(stdout, "%s is now %s (admin routes see it at once; the role claim at their next login or refresh)\n", u.Email, u.Role)
 	return nil
 }
 

@@ -1,6 +1,6 @@
 // Command server runs the account service and its admin commands:
 //
-//	server                          serve (applies pending migrations first)
+//	server                          serve (migrates first unless MIGRATE_ON_START=false)
 //	server migrate up|down|version|force VERSION  manage the schema
 //	server keys rotate              add a signing key that signs from now on
 //	server keys reseal              re-encrypt private keys with KEY_ENCRYPTION_KEY
@@ -82,8 +82,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 }
 
-// parseFlags gives every command -h and refuses stray arguments beyond want
-// positional ones.
+// parseFlags gives every command -h and requires exactly want positional
+// arguments.
 func parseFlags(name, synopsis string, args []string, want int, out io.Writer) ([]string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)

@@ -21,7 +21,8 @@ import (
 var timeNow = time.Now
 
 const (
-	// hashWait is how long a login waits for a hashing slot before 503.
+	// hashWait is how long a request (signup, login, password change) waits
+	// for a hashing slot before 503.
 	hashWait = time.Second
 	// hashMemoryBudget bounds the memory all hashes in flight may take.
 	hashMemoryBudget = 256 << 20

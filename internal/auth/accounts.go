@@ -31,9 +31,9 @@ func (s *Service) Signup(ctx context.Context, email, password string, c Client) 
 }
 
 // Login checks a password and opens a session. The attempt is counted
-// against the email's LOGIN_RATE_LIMIT before any hashing (a right
-// password gives its count back), so that concurrent guesses evaluate at
-// most the limit.
+// against the email's LOGIN_RATE_LIMIT before any hashing (only a check
+// that said "wrong", or an unknown email, keeps its count), so that
+// concurrent guesses evaluate at most the limit.
 // Returns *ValidationError, ErrInvalidCredentials, *RateLimitError or ErrUnavailable.
 func (s *Service) Login(ctx context.Context, email, password string, c Client) (TokenPair, error) {
 	if strings.TrimSpace(email) == "" {
@@ -66,8 +66,9 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 	runHook(s.hooks.beforeOpenSession)
 	pair, sid, err := s.openSession(ctx, u, c)
 	if errors.Is(err, ErrCredentialsChanged) {
-		// The password changed, or every session was ended, between the
-		// check and now: the session this login verified for is gone.
+		// The password changed, every session was ended, or the account was
+		// deleted, between the check and now: the session this login
+		// verified for is gone.
 		s.metrics.Login("failed")
 		s.record(ctx, Event{Type: EventLoginFailed, UserID: u.ID, Client: c, Detail: map[string]any{"reason": "credentials_changed"}})
 		return TokenPair{}, ErrInvalidCredentials
@@ -134,7 +135,8 @@ func (s *Service) userForLogin(ctx context.Context, email string) (User, error) 
 }
 
 // Me returns the caller's account: from the revocation check's query when
-// that ran, else from the user cache, else from the database.
+// that ran, else from the user cache while the revocation state is synced,
+// else from the database. Returns ErrInvalidToken (the account is gone).
 func (s *Service) Me(ctx context.Context, p Principal) (User, error) {
 	if p.User.ID != "" {
 		return p.User, nil

@@ -33,7 +33,7 @@ const (
 )
 
 // ListUsers is the admin listing, paged by an opaque cursor.
-// Returns ErrForbidden or *ValidationError.
+// Returns ErrForbidden, ErrInvalidToken (the caller's account is gone) or *ValidationError.
 func (s *Service) ListUsers(ctx context.Context, p Principal, limit int, cursor string) ([]User, string, error) {
 	if err := s.requireAdmin(ctx, p); err != nil {
 		return nil, "", err
@@ -92,8 +92,9 @@ func decodeCursor(s string) (UserCursor, error) {
 	return UserCursor{CreatedAt: time.UnixMicro(micros).UTC(), ID: id}, nil
 }
 
-// AdminLogoutUser ends every session of another user.
-// Returns ErrForbidden or ErrNotFound.
+// AdminLogoutUser ends every session of a user and revokes every access
+// token issued to them so far.
+// Returns ErrForbidden, ErrInvalidToken (the caller's account is gone) or ErrNotFound.
 func (s *Service) AdminLogoutUser(ctx context.Context, p Principal, userID string, c Client) error {
 	if err := s.requireAdmin(ctx, p); err != nil {
 		return err
@@ -108,7 +109,9 @@ func (s *Service) AdminLogoutUser(ctx context.Context, p Principal, userID strin
 	return nil
 }
 
-// SetRole changes a user's role; it takes effect at the next login or refresh.
+// SetRole changes a user's role. The admin check reads the stored role, so
+// the change holds from the next request (elsewhere once its notification
+// arrives); the token's role claim follows at the next login or refresh.
 // Returns *ValidationError or ErrNotFound.
 func (s *Service) SetRole(ctx context.Context, email, role string, c Client) (User, error) {
 	if !ValidRole(role) {

@@ -66,7 +66,7 @@ func (s *Service) MyEvents(ctx context.Context, p Principal, limit int, cursor s
 }
 
 // AllEvents pages everyone's audit trail, newest first.
-// Returns ErrForbidden or *ValidationError.
+// Returns ErrForbidden, ErrInvalidToken (the caller's account is gone) or *ValidationError.
 func (s *Service) AllEvents(ctx context.Context, p Principal, limit int, cursor string) ([]Event, string, error) {
 	if err := s.requireAdmin(ctx, p); err != nil {
 		return nil, "", err

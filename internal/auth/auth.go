@@ -1,6 +1,10 @@
 // Package auth holds the account service's rules: users, passwords, access
 // tokens, refresh-token rotation and sessions. It speaks no HTTP and no SQL:
 // it imports no sibling package, and the store it needs is the Store interface.
+//
+// A use case returns the sentinels its comment lists and, besides them,
+// ctx's error (the request ended while it waited for a hashing slot or the
+// database) or a store failure as the store returned it.
 package auth
 
 import (
@@ -21,7 +25,8 @@ const (
 // ValidRole reports whether role is one the service knows.
 func ValidRole(role string) bool { return role == RoleUser || role == RoleAdmin }
 
-// Sentinel errors. The HTTP layer maps each to one status and error code.
+// Sentinel errors. The HTTP layer maps each to one status and error code,
+// all but ErrCredentialsChanged, which no use case returns.
 var (
 	ErrEmailTaken         = errors.New("email taken")
 	ErrInvalidCredentials = errors.New("invalid credentials")
@@ -43,6 +48,7 @@ type ValidationError struct {
 	Fields map[string]string
 }
 
+// Error is "invalid request: " and each field's problem, sorted by field.
 func (e *ValidationError) Error() string {
 	keys := slices.Sorted(maps.Keys(e.Fields))
 	parts := make([]string, 0, len(keys))
@@ -103,6 +109,8 @@ type Principal struct {
 	Role      string
 	IssuedAt  time.Time
 	ExpiresAt time.Time
-	// User is the account as stored, read in the same query as the revocation check.
+	// User is the account read in the same query as the revocation check,
+	// when that query ran (else zero: Me then looks it up); it holds no
+	// password hash or session epoch.
 	User User
 }

@@ -70,8 +70,8 @@ type KeyConfig struct {
 	HMACSecret []byte // HS256 only
 	// KEK, when set, seals private keys at rest (XChaCha20-Poly1305, kid as associated data).
 	KEK []byte
-	// Retention is how long a retired key still verifies: the longest access
-	// token lifetime plus clock leeway.
+	// Retention is how long a retired key still verifies: RevocationWindow
+	// plus one KeyReloadInterval (Options.KeyConfig sets it).
 	Retention time.Duration
 }
 

@@ -121,7 +121,8 @@ func VerifyPassword(pw string, encoded PasswordHash) (bool, error) {
 	return subtle.ConstantTimeCompare(got, key) == 1, nil
 }
 
-// NeedsRehash reports whether encoded was made with other parameters than p.
+// NeedsRehash reports whether encoded was made with other parameters than p,
+// or is not an argon2id hash it can read.
 func NeedsRehash(encoded PasswordHash, p Argon2Params) bool {
 	got, _, _, err := parsePHC(encoded)
 	return err != nil || got != p

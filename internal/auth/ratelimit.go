@@ -24,7 +24,10 @@ type RateLimitError struct {
 	RetryAfter time.Duration
 }
 
-func (e *RateLimitError) Error() string        { return "too many requests" }
+// Error is "too many requests".
+func (e *RateLimitError) Error() string { return "too many requests" }
+
+// Is makes every *RateLimitError match ErrTooManyRequests.
 func (e *RateLimitError) Is(target error) bool { return target == ErrTooManyRequests }
 
 // RateHit is one event to count against Key in a fixed window of Window.
@@ -85,9 +88,9 @@ func (s *Service) limited(retryAt time.Time) error {
 	return &RateLimitError{RetryAfter: wait}
 }
 
-// recordLimited writes the audit event once per window, when a limit is
-// first exceeded, so that a flood of refused requests is not also a flood
-// of audit writes.
+// recordLimited writes the audit event for an exceeded limit. Callers call
+// it once per window, at the first refused count (N+1), so that a flood of
+// refused requests is not also a flood of audit writes.
 func (s *Service) recordLimited(ctx context.Context, limit string, c Client) {
 	s.record(ctx, Event{Type: EventRateLimited, Client: c, Detail: map[string]any{"limit": limit}})
 }
@@ -132,8 +135,8 @@ func (s *Service) release(ctx context.Context, a *attempt) {
 	}
 }
 
-// AllowRequest counts one request to an unauthenticated endpoint (signup,
-// login, refresh, the email endpoints) against the client's IP
+// AllowRequest counts one request to a rate-limited endpoint (signup,
+// login, refresh, password change) against the client's IP
 // (IP_RATE_LIMIT, IPv6 by /64) and against every client together
 // (GLOBAL_RATE_LIMIT), in one statement. Returns a *RateLimitError past
 // either.

@@ -60,7 +60,7 @@ type RevocationSource interface {
 type Revocations struct {
 	src    RevocationSource
 	now    func() time.Time
-	window time.Duration // longest access-token life plus leeway
+	window time.Duration // RevocationWindow: longest access-token life plus twice the leeway
 	log    *slog.Logger
 	// onUserChanged is called for UserChanged (one user) and RevocationsAll
 	// (every user, at each snapshot), to drop cached users.

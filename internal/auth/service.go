@@ -20,14 +20,15 @@ type Config struct {
 	HashSlots int
 	HashWait  time.Duration
 	// LoginLimit bounds failed logins per email, and (apart) wrong current
-	// passwords per user; IPLimit bounds requests to the unauthenticated
-	// endpoints per client IP (IPv6 by /64), GlobalLimit from all clients
-	// together. A zero N disables one.
+	// passwords per user; IPLimit bounds requests to the rate-limited
+	// endpoints (signup, login, refresh, password change) per client IP
+	// (IPv6 by /64), GlobalLimit from all clients together. A zero N
+	// disables one.
 	LoginLimit  RateLimit
 	IPLimit     RateLimit
 	GlobalLimit RateLimit
 	// MaxSessions is how many live sessions a user may hold; a login past
-	// it ends the least recently used one. 0 disables the cap.
+	// it ends the least recently used ones. 0 disables the cap.
 	MaxSessions int
 	// LegacyRefreshTokens issues format-1 refresh tokens and keeps format-1
 	// sessions in format 1, for a rolling upgrade from a release that knows

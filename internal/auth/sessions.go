@@ -189,7 +189,7 @@ func (s *Service) Logout(ctx context.Context, p Principal, c Client) error {
 }
 
 // LogoutAll ends every session of the caller and revokes every access token
-// issued so far.
+// issued so far. Returns ErrNotFound (the account is gone).
 func (s *Service) LogoutAll(ctx context.Context, p Principal, c Client) error {
 	if err := s.logoutUser(ctx, p.UserID); err != nil {
 		return err

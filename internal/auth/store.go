@@ -55,7 +55,8 @@ type Store interface {
 	// token issued before now, returning the ids of the sessions it ended.
 	// Returns ErrNotFound for an unknown user.
 	LogoutUser(ctx context.Context, userID string, now time.Time) ([]string, error)
-	// AccessState reads what decides whether a verified access token is still good.
+	// AccessState reads what decides whether a verified access token is still
+	// good. Returns ErrNotFound when the user is gone.
 	AccessState(ctx context.Context, userID, sessionID, jti string, now time.Time) (AccessState, error)
 
 	// RecordEvent appends to the audit trail.

@@ -35,6 +35,7 @@ type numericDate struct{ jwt.NumericDate }
 
 func newDate(t time.Time) *numericDate { return &numericDate{*jwt.NewNumericDate(t)} }
 
+// UnmarshalJSON takes a JSON number only, never a quoted one.
 func (d *numericDate) UnmarshalJSON(b []byte) error {
 	if len(b) == 0 || (b[0] != '-' && (b[0] < '0' || b[0] > '9')) {
 		return errors.New("date is not a number")
@@ -82,8 +83,9 @@ const DefaultMaxAccessTTL = time.Hour
 // when that is longer. Instances of one deployment may run with different
 // TTLs (a rolling deploy, a TTL lowered during an incident); each accepts
 // the others' tokens up to this bound and remembers revocations and retired
-// keys for that long (plus leeway), so no token it accepts can outlive what
-// it remembers. A token that lives longer than the bound is refused.
+// keys at least that long (RevocationWindow adds the leeway twice, key
+// retention one reload more), so no token it accepts can outlive what it
+// remembers. A token that lives longer than the bound is refused.
 func MaxTokenLife(ttl time.Duration) time.Duration { return max(ttl, DefaultMaxAccessTTL) }
 
 // RevocationWindow is how long an instance with access-token lifetime ttl

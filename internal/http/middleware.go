@@ -161,7 +161,7 @@ func principal(r *http.Request) auth.Principal {
 	return p
 }
 
-// client describes the caller for sessions and the audit trail.
+// client describes the caller for sessions, the IP rate limits and the audit trail.
 func client(r *http.Request) auth.Client {
 	ua := strings.ToValidUTF8(r.UserAgent(), "")
 	ua = strings.ReplaceAll(ua, "\x00", "")

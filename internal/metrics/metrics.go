@@ -1,8 +1,9 @@
 // Package metrics is the service's Prometheus registry. It implements the
 // small metrics interfaces that auth (auth.Metrics) and http (http.Metrics)
-// declare, reads the gauges of the pool and the revocation state at every
-// scrape, and serves the text format. It imports auth for its types and
-// nothing else of ours; each instance makes its own registry.
+// declare, reads the gauges of the pool, the hashing slots and the
+// revocation state at every scrape, and serves the text format. It imports
+// auth for its types and nothing else of ours; each instance makes its own
+// registry.
 package metrics
 
 import (

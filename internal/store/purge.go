@@ -27,14 +27,16 @@ DELETE FROM audit_events WHERE id IN (
     SELECT id FROM audit_events WHERE created_at < $1 ORDER BY id LIMIT $2)`
 )
 
-// sessionKeep is how long an ended or expired session stays listed in the
-// database (not in the API) before it is purged with its tokens.
+// sessionKeep is how long a session stays in the database (never listed by
+// the API) after it ended or reached expires_at (SESSION_MAX_AGE) before it
+// is purged with its tokens; an idle-expired one waits for expires_at.
 const sessionKeep = 7 * 24 * time.Hour
 
 // purge deletes up to batch expired rows from each table it cleans and
 // returns how many it deleted in all: revoked jtis past their token's
 // expiry, refresh tokens past theirs, ended rate-limit windows, sessions
-// over for a week, and audit events older than auditBefore.
+// ended or past expires_at for sessionKeep, and audit events older than
+// auditBefore.
 func purge(ctx context.Context, db pgx.Tx, now, auditBefore time.Time, batch int) (int64, error) {
 	var total int64
 	for _, q := range []struct {
