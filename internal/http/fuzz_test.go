@@ -1,10 +1,13 @@
 package http
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/acme/accounts/internal/auth"
 )
@@ -25,6 +28,13 @@ func FuzzDecodeStrict(f *testing.F) {
 			Password string `json:"password"`
 		}
 		err := decodeStrict(body, &v)
+		if utf8.Valid(body) && json.Valid(body) {
+			// The fast key check and the token-by-token one agree.
+			known := jsonFields(reflect.TypeOf(v))
+			if fast, slow := checkKeys(body, known), tokenKeys(body, known); (fast == nil) != (slow == nil) {
+				t.Fatalf("checkKeys %v, tokenKeys %v for %q", fast, slow, body)
+			}
+		}
 		if err != nil {
 			var re *requestError
 			var ve *auth.ValidationError
@@ -44,6 +54,18 @@ func FuzzDecodeStrict(f *testing.F) {
 			if k != "email" && k != "password" {
 				t.Fatalf("accepted unknown field %q", k)
 			}
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
+		_, _ = dec.Token()
+		keys := 0
+		for dec.More() {
+			_, _ = dec.Token()
+			var raw json.RawMessage
+			_ = dec.Decode(&raw)
+			keys++
+		}
+		if keys != len(m) {
+			t.Fatalf("accepted a duplicate key in %q", body)
 		}
 	})
 }

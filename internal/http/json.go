@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,30 +50,51 @@ var (
 // may hold only T's fields, each once and spelled exactly, with nothing after it.
 func readJSON[T any](w http.ResponseWriter, r *http.Request) (T, error) {
 	var v T
-	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
+	if !jsonMediaType(r.Header.Get("Content-Type")) {
 		return v, errMediaType
-	}
-	for k, val := range params {
-		if k != "charset" || !strings.EqualFold(val, "utf-8") {
-			return v, errMediaType
-		}
 	}
 	if r.ContentLength > MaxBodyBytes {
 		return v, errTooLarge
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	if err != nil {
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		buf.Reset()
+		bodyBuffers.Put(buf)
+	}()
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBodyBytes)); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return v, errTooLarge
 		}
 		return v, badRequest("request body could not be read")
 	}
-	if err := decodeStrict(body, &v); err != nil {
+	// decodeStrict copies what it keeps: the buffer can go back to the pool.
+	if err := decodeStrict(buf.Bytes(), &v); err != nil {
 		return v, err
 	}
 	return v, nil
+}
+
+// bodyBuffers holds request-body buffers for reuse (each at most
+// MaxBodyBytes plus what bytes.Buffer reads ahead).
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// jsonMediaType reports whether a Content-Type is application/json, with
+// at most a UTF-8 charset; the two usual spellings skip the parser.
+func jsonMediaType(ct string) bool {
+	if ct == "application/json" || strings.EqualFold(ct, "application/json; charset=utf-8") {
+		return true
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return false
+	}
+	for k, val := range params {
+		if k != "charset" || !strings.EqualFold(val, "utf-8") {
+			return false
+		}
+	}
+	return true
 }
 
 var fieldCache sync.Map // reflect.Type -> map[string]bool
@@ -103,19 +125,128 @@ func describeKey(k string) string {
 
 // decodeStrict decodes body, a JSON object, into v (a pointer to a struct).
 // Go's decoder alone would take the last of duplicate keys and match keys
-// case-insensitively; here both are refused.
+// case-insensitively; here both are refused. A well-formed body (the usual
+// case) is checked by one allocation-free pass over its top-level keys; a
+// malformed one goes through json.Decoder, token by token, to say exactly
+// what is wrong.
 func decodeStrict(body []byte, v any) error {
+	known := jsonFields(reflect.TypeOf(v).Elem())
+	if utf8.Valid(body) && json.Valid(body) {
+		if err := checkKeys(body, known); err != nil {
+			return err
+		}
+	} else if err := diagnose(body, known); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return &auth.ValidationError{Fields: map[string]string{te.Field: "has the wrong type"}}
+		}
+		return badRequest("request body is not valid JSON")
+	}
+	return nil
+}
+
+// checkKeys refuses, in a body that json.Valid accepted, anything but one
+// object whose keys are known fields, each once and spelled exactly.
+func checkKeys(body []byte, known map[string]bool) error {
+	i := skipSpace(body, 0)
+	if i == len(body) || body[i] != '{' {
+		return badRequest("request body must be a JSON object")
+	}
+	var seenArr [8]string
+	seen := seenArr[:0]
+	for i = skipSpace(body, i+1); body[i] != '}'; i = skipSpace(body, i+1) {
+		end := skipString(body, i)
+		raw := body[i+1 : end-1]
+		key := string(raw) // no allocation for a map look-up or a comparison
+		if bytes.IndexByte(raw, '\\') >= 0 {
+			if err := json.Unmarshal(body[i:end], &key); err != nil {
+				return badRequest("request body is not valid JSON")
+			}
+		}
+		if !known[key] {
+			return badRequest("unknown field %s", describeKey(key))
+		}
+		if slices.Contains(seen, key) {
+			return badRequest("duplicate field %s", describeKey(key))
+		}
+		seen = append(seen, key)
+		i = skipValue(body, skipSpace(body, skipSpace(body, end)+1)) // past ':' and the value
+		i = skipSpace(body, i)
+		if body[i] == '}' {
+			break
+		}
+		// body[i] is ','
+	}
+	return nil
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index just past the string starting at b[i] ('"').
+func skipString(b []byte, i int) int {
+	for i++; b[i] != '"'; i++ {
+		if b[i] == '\\' {
+			i++
+		}
+	}
+	return i + 1
+}
+
+// skipValue returns the index just past the value starting at b[i].
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for ; ; i++ {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+	}
+	for i < len(b) && !strings.ContainsRune(",}] \t\n\r", rune(b[i])) {
+		i++ // a number, true, false or null
+	}
+	return i
+}
+
+// diagnose says what is wrong with a body that is not one valid JSON text.
+func diagnose(body []byte, known map[string]bool) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return badRequest("request body is empty")
 	}
 	if !utf8.Valid(body) {
 		return badRequest("request body is not valid UTF-8")
 	}
+	if err := tokenKeys(body, known); err != nil {
+		return err
+	}
+	return badRequest("request body is not valid JSON")
+}
+
+// tokenKeys is checkKeys the slow way, token by token with json.Decoder,
+// for any body: it also tells a truncated object or trailing data.
+func tokenKeys(body []byte, known map[string]bool) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return badRequest("request body must be a JSON object")
 	}
-	known := jsonFields(reflect.TypeOf(v).Elem())
 	seen := make(map[string]bool, len(known))
 	for dec.More() {
 		tok, err := dec.Token()
@@ -140,13 +271,6 @@ func decodeStrict(body []byte, v any) error {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return badRequest("request body has data after the JSON object")
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return &auth.ValidationError{Fields: map[string]string{te.Field: "has the wrong type"}}
-		}
-		return badRequest("request body is not valid JSON")
 	}
 	return nil
 }

@@ -20,10 +20,26 @@ import (
 
 type ctxKey int
 
-const (
-	requestIDKey ctxKey = iota
-	principalKey
-)
+// requestKey holds the request's *requestInfo: one context value, made by
+// withRequestID and filled in place by the middleware after it, so that
+// each of them costs no request copy of its own.
+const requestKey ctxKey = 0
+
+// requestInfo is what the middleware learn about a request.
+type requestInfo struct {
+	id        string
+	client    auth.Client // set by describeClient
+	hasClient bool
+	principal auth.Principal // set by requireAuth
+}
+
+func info(ctx context.Context) *requestInfo {
+	i, _ := ctx.Value(requestKey).(*requestInfo)
+	if i == nil {
+		return &requestInfo{}
+	}
+	return i
+}
 
 var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 
@@ -38,14 +54,11 @@ func withRequestID(next http.Handler) http.Handler {
 			id = hex.EncodeToString(b)
 		}
 		w.Header().Set("X-Request-Id", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestKey, &requestInfo{id: id})))
 	})
 }
 
-func requestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
-}
+func requestID(ctx context.Context) string { return info(ctx).id }
 
 // securityHeaders go on every response; nothing user-specific is cacheable.
 func securityHeaders(next http.Handler) http.Handler {
@@ -151,18 +164,37 @@ func requireAuth(svc *auth.Service, log *slog.Logger) func(http.Handler) http.Ha
 				writeError(w, r, log, err)
 				return
 			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey, p)))
+			info(r.Context()).principal = p
+			next.ServeHTTP(w, r)
 		})
 	}
 }
 
 func principal(r *http.Request) auth.Principal {
-	p, _ := r.Context().Value(principalKey).(auth.Principal)
-	return p
+	return info(r.Context()).principal
 }
 
-// client describes the caller for sessions, the IP rate limits and the audit trail.
+// describeClient works out who the caller is once per request (the rate
+// limit and the use case both need it). It runs after the client-IP
+// middleware.
+func describeClient(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := info(r.Context())
+		i.client, i.hasClient = newClient(r), true
+		next.ServeHTTP(w, r)
+	})
+}
+
+// client describes the caller for sessions, the IP rate limits and the
+// audit trail, as describeClient found it.
 func client(r *http.Request) auth.Client {
+	if i := info(r.Context()); i.hasClient {
+		return i.client
+	}
+	return newClient(r)
+}
+
+func newClient(r *http.Request) auth.Client {
 	ua := strings.ToValidUTF8(r.UserAgent(), "")
 	ua = strings.ReplaceAll(ua, "\x00", "")
 	if len(ua) > 512 {

@@ -77,7 +77,7 @@ func NewServer(d Deps) http.Handler {
 	} else {
 		r.Use(middleware.ClientIPFromRemoteAddr)
 	}
-	r.Use(logRequests(d.Log, d.Metrics), middleware.GetHead)
+	r.Use(describeClient, logRequests(d.Log, d.Metrics), middleware.GetHead)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "not_found", Description: "no such resource"})
 	})
