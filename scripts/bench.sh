@@ -76,6 +76,9 @@ for run in 1 2; do
   pgbench_tps+=("$(pgb scripts/bench/rotate.sql "$run")")
   onerow_tps+=("$(pgb scripts/bench/one_row.sql "$(( run + 2 ))")")
 done
+for v in "${pgbench_tps[@]}" "${onerow_tps[@]}"; do
+  [[ "$v" =~ ^[0-9]+$ ]] || { echo "a pgbench run failed (see above)" >&2; exit 1; }
+done
 
 argon=$(go test -run '^$' -bench '^BenchmarkArgon2Parallel$' -benchtime 3s -count 2 ./internal/auth | awk '/^BenchmarkArgon2Parallel/ {printf "%.1f ", 1e9/$3}')
 read -r -a argon_hps <<<"$argon"

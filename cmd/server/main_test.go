@@ -16,9 +16,12 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/acme/accounts/api"
+	"github.com/acme/accounts/internal/oascheck"
 	"github.com/acme/accounts/internal/testdb"
 	"github.com/acme/accounts/migrations"
 )
@@ -154,7 +157,7 @@ func call(t *testing.T, method, url, token string, body any) (int, map[string]an
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := checkedClient(t, url).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,6 +165,40 @@ func call(t *testing.T, method, url, token string, body any) (int, map[string]an
 	var out map[string]any
 	_ = json.NewDecoder(res.Body).Decode(&out)
 	return res.StatusCode, out
+}
+
+var (
+	apiCheckerOnce sync.Once
+	apiChecker     *oascheck.Checker
+	apiCheckerErr  error
+	// unchecked are the base URLs of servers of other releases (their
+	// answers follow that release's document, not this one).
+	unchecked sync.Map
+)
+
+// checkedClient is a client that checks every exchange against this
+// build's api/openapi.yaml, unless url is a server of another release.
+func checkedClient(t *testing.T, url string) *http.Client {
+	t.Helper()
+	var other bool
+	unchecked.Range(func(base, _ any) bool {
+		other = other || strings.HasPrefix(url, base.(string))
+		return !other
+	})
+	if other {
+		return http.DefaultClient
+	}
+	apiCheckerOnce.Do(func() {
+		apiChecker, apiCheckerErr = oascheck.Load(api.OpenAPI, oascheck.Options{
+			CloseObjects: true, CheckRequests: true,
+			Unrouted: map[int]string{404: "NotFound", 405: "MethodNotAllowed", 200: "Preflight"},
+			Shared:   map[int]string{500: "InternalError"},
+		})
+	})
+	if apiCheckerErr != nil {
+		t.Fatalf("api/openapi.yaml: %v", apiCheckerErr)
+	}
+	return apiChecker.Client(t, nil)
 }
 
 func TestServeWalkthrough(t *testing.T) {

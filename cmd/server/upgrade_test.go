@@ -104,6 +104,7 @@ func startBinary(t *testing.T, bin string, vars map[string]string) (string, func
 	select {
 	case a := <-addr:
 		base := "http://" + a
+		unchecked.Store(base, true) // another release: another document
 		waitForReady(t, base)
 		return base, stop
 	case <-time.After(60 * time.Second):

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/accounts/api"
 	"github.com/google/uuid"
 )
 
@@ -334,6 +335,12 @@ func TestAdminEndpoints(t *testing.T) {
 func TestPublicEndpoints(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
+	// The document, as this build embeds it.
+	doc := e.req(t, "GET", "/openapi.yaml", nil)
+	doc.want(t, 200, "")
+	if doc.raw != string(api.OpenAPI) || doc.header.Get("Content-Type") != "application/yaml" {
+		t.Fatalf("GET /openapi.yaml: %q, %d bytes, want the %d of api/openapi.yaml", doc.header.Get("Content-Type"), len(doc.raw), len(api.OpenAPI))
+	}
 	r := e.req(t, "GET", "/.well-known/jwks.json", nil)
 	r.want(t, 200, "")
 	keys, _ := r.body["keys"].([]any)

@@ -18,7 +18,7 @@ func TestCORS(t *testing.T) {
 		req.Header.Set("Origin", origin)
 		req.Header.Set("Access-Control-Request-Method", "POST")
 		req.Header.Set("Access-Control-Request-Headers", "content-type")
-		res, err := srv.Client().Do(req)
+		res, err := openAPI(t).Client(t, srv.Client().Transport).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

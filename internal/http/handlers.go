@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/acme/accounts/api"
 	"github.com/acme/accounts/internal/auth"
 )
 
@@ -285,6 +286,15 @@ func handleReadyz(ready func(context.Context) error) http.HandlerFunc {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	}
+}
+
+// handleOpenAPI serves api/openapi.yaml as this build embeds it.
+func handleOpenAPI() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_, _ = w.Write(api.OpenAPI)
 	}
 }
 

@@ -10,11 +10,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/acme/accounts/api"
 	"github.com/acme/accounts/internal/auth"
 	httpapi "github.com/acme/accounts/internal/http"
 	"github.com/acme/accounts/internal/metrics"
+	"github.com/acme/accounts/internal/oascheck"
 	"github.com/acme/accounts/internal/testdb"
 )
 
@@ -25,6 +28,31 @@ const pw = "correct horse battery"
 type env struct {
 	*testdb.Kit
 	srv *httptest.Server
+	// client checks every exchange against api/openapi.yaml.
+	client *http.Client
+}
+
+var (
+	checkerOnce sync.Once
+	checker     *oascheck.Checker
+	checkerErr  error
+)
+
+// openAPI is the checker of every request and response the tests see: an
+// undocumented status, header or field fails the test that saw it.
+func openAPI(t *testing.T) *oascheck.Checker {
+	t.Helper()
+	checkerOnce.Do(func() {
+		checker, checkerErr = oascheck.Load(api.OpenAPI, oascheck.Options{
+			CloseObjects: true, CheckRequests: true,
+			Unrouted: map[int]string{404: "NotFound", 405: "MethodNotAllowed", 200: "Preflight"},
+			Shared:   map[int]string{500: "InternalError"},
+		})
+	})
+	if checkerErr != nil {
+		t.Fatalf("api/openapi.yaml: %v", checkerErr)
+	}
+	return checker
 }
 
 type envOptions struct {
@@ -47,7 +75,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{Log: k.Log, Service: k.Service, Keys: k.Keys, Ready: ready,
 		TrustedProxies: o.proxies, Metrics: reg}))
 	t.Cleanup(srv.Close)
-	return &env{Kit: k, srv: srv}
+	return &env{Kit: k, srv: srv, client: openAPI(t).Client(t, srv.Client().Transport)}
 }
 
 type response struct {
@@ -90,7 +118,7 @@ func (e *env) req(t *testing.T, method, path string, body any, hdr ...string) re
 	if len(hr.Header.Values("Content-Type")) > 1 {
 		hr.Header.Set("Content-Type", hr.Header.Values("Content-Type")[1])
 	}
-	res, err := e.srv.Client().Do(hr)
+	res, err := e.client.Do(hr)
 	if err != nil {
 		t.Fatal(err)
 	}

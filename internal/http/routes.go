@@ -13,6 +13,7 @@ func addRoutes(r chi.Router, d Deps) {
 	r.Get("/readyz", handleReadyz(d.Ready))
 	r.Method("GET", "/metrics", d.Metrics.Handler())
 	r.Get("/.well-known/jwks.json", handleJWKS(d.Keys))
+	r.Get("/openapi.yaml", handleOpenAPI())
 
 	r.Route("/v1", func(r chi.Router) {
 		r.With(limited).Post("/signup", handleSignup(d.Log, d.Service))
