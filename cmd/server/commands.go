@@ -109,16 +109,22 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 		if cfg.KEK == nil {
 			return errors.New("keys reseal: set KEY_ENCRYPTION_KEY to the key to seal with (and OLD_KEY_ENCRYPTION_KEY to the one the keys are sealed with now, if any)")
 		}
-		n := 0
-		err := st.ResealSigningKeys(ctx, func(keys []auth.StoredKey) ([]auth.StoredKey, error) {
-			n = len(keys)
+		n, secrets := 0, 0
+		err := st.ResealKeys(ctx, func(keys []auth.StoredKey) ([]auth.StoredKey, error) {
+			for _, k := range keys {
+				if k.Alg == auth.AlgSecret {
+					secrets++
+				} else {
+					n++
+				}
+			}
 			return auth.Reseal(keys, cfg.OldKEK, cfg.KEK)
 		})
 		if err != nil {
 			return err
 		}
-		_ = st.RecordEvent(ctx, auth.Event{Type: auth.EventKeysResealed, At: timeNow(), Detail: map[string]any{"keys": n}})
-		fmt.Fprintf(stdout, "%d signing key(s) now sealed with KEY_ENCRYPTION_KEY\n", n)
+		_ = st.RecordEvent(ctx, auth.Event{Type: auth.EventKeysResealed, At: timeNow(), Detail: map[string]any{"keys": n, "secrets": secrets}})
+		fmt.Fprintf(stdout, "%d signing key(s) and %d secret(s) (the email key) now sealed with KEY_ENCRYPTION_KEY\n", n, secrets)
 		return nil
 	}
 	warnUnsealedKeys(cfg, log)
@@ -177,6 +183,7 @@ func serviceOptions(cfg Config, log *slog.Logger) auth.Options {
 			HashSlots: hashSlots(cfg.Argon2), HashWait: hashWait,
 			LoginLimit: cfg.LoginRateLimit, IPLimit: cfg.IPRateLimit, GlobalLimit: cfg.GlobalRateLimit,
 			MaxSessions: cfg.MaxSessions, LegacyRefreshTokens: cfg.LegacyRefreshTokens,
+			Email: auth.EmailConfig{Verification: cfg.EmailVerification, LinkBase: cfg.EmailLinkBase, From: cfg.MailFrom},
 		},
 		Keys:   auth.KeyConfig{Alg: cfg.JWTAlg, HMACSecret: cfg.JWTSecret, KEK: cfg.KEK},
 		Issuer: cfg.Issuer, Audience: cfg.Audience, Leeway: cfg.Leeway,

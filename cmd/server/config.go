@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/acme/accounts/internal/auth"
+	"github.com/acme/accounts/internal/mail"
 )
 
 // Config is every setting, read from the environment in one place.
@@ -51,6 +52,12 @@ type Config struct {
 	StatementCache    string
 	StatementTimeout  time.Duration
 	DebugAddr         string
+	// Mail.
+	SMTPURL           string
+	MailFrom          string
+	EmailVerification auth.VerificationMode
+	EmailLinkBase     string
+	AccountPages      bool
 }
 
 // loadConfig parses and validates the environment. Every bad variable is
@@ -87,6 +94,34 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		StatementCache:    p.str("DATABASE_STATEMENT_CACHE", "prepare"),
 		StatementTimeout:  p.duration("DATABASE_STATEMENT_TIMEOUT", "5s", 0),
 		DebugAddr:         p.str("DEBUG_ADDR", ""),
+		SMTPURL:           p.str("SMTP_URL", ""),
+		MailFrom:          p.str("MAIL_FROM", "Accounts <no-reply@localhost>"),
+		AccountPages:      p.boolean("ACCOUNT_PAGES", "true"),
+	}
+	switch v := p.str("EMAIL_VERIFICATION", "optional"); v {
+	case "optional":
+		c.EmailVerification = auth.VerificationOptional
+	case "off":
+		c.EmailVerification = auth.VerificationOff
+	case "required":
+		c.EmailVerification = auth.VerificationRequired
+		if c.SMTPURL == "" {
+			p.fail("EMAIL_VERIFICATION", "required needs SMTP_URL: without mail nobody could verify, so nobody could log in")
+		}
+	default:
+		p.fail("EMAIL_VERIFICATION", fmt.Sprintf("%q is not off, optional or required", v))
+	}
+	if c.SMTPURL != "" {
+		// Parsed here, so that every bad variable is named at once (mail.New
+		// names SMTP_URL or MAIL_FROM, and never shows a password).
+		if _, err := mail.New(c.SMTPURL, c.MailFrom, mail.Options{}); err != nil {
+			p.errs = append(p.errs, err)
+		}
+	}
+	c.EmailLinkBase = strings.TrimRight(p.str("EMAIL_LINK_BASE", strings.TrimRight(c.Issuer, "/")+"/account"), "/")
+	if u, err := url.Parse(c.EmailLinkBase); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+		u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		p.fail("EMAIL_LINK_BASE", fmt.Sprintf("%q is not an http(s) URL without query or fragment, such as https://auth.example.com/account", c.EmailLinkBase))
 	}
 	switch f := p.str("REFRESH_TOKEN_FORMAT", "2"); f {
 	case "1":

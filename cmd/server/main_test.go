@@ -408,12 +408,23 @@ func TestConfigErrors(t *testing.T) {
 		{"bad global rate", with("GLOBAL_RATE_LIMIT", "lots"), []string{"GLOBAL_RATE_LIMIT"}},
 		{"bad session cap", with("MAX_SESSIONS_PER_USER", "-1"), []string{"MAX_SESSIONS_PER_USER"}},
 		{"bad token format", with("REFRESH_TOKEN_FORMAT", "3"), []string{"REFRESH_TOKEN_FORMAT"}},
+		{"verification required without mail", with("EMAIL_VERIFICATION", "required"), []string{"EMAIL_VERIFICATION", "SMTP_URL"}},
+		{"bad verification mode", with("EMAIL_VERIFICATION", "sometimes"), []string{"EMAIL_VERIFICATION"}},
+		{"bad link base", with("EMAIL_LINK_BASE", "ftp://x"), []string{"EMAIL_LINK_BASE"}},
+		{"link base with a fragment", with("EMAIL_LINK_BASE", "https://x.example/account#a"), []string{"EMAIL_LINK_BASE"}},
+		{"bad SMTP scheme", with("SMTP_URL", "smtpx://mail.example.com"), []string{"SMTP_URL"}},
+		{"SMTP without a host", with("SMTP_URL", "smtps://u:hunter2hunter2@:465"), []string{"SMTP_URL"}},
+		{"bad MAIL_FROM", map[string]string{"DATABASE_URL": "x", "SMTP_URL": "smtp+insecure://localhost:25", "MAIL_FROM": "not an address"}, []string{"MAIL_FROM"}},
+		{"bad account pages flag", with("ACCOUNT_PAGES", "perhaps"), []string{"ACCOUNT_PAGES"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := cli(t, tc.vars, "serve")
 			if err == nil {
 				t.Fatal("serve started with a bad configuration")
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("the error shows a password: %q", err)
 			}
 			for _, name := range tc.want {
 				if !strings.Contains(err.Error(), name) {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/acme/accounts/internal/testdb"
 )
@@ -107,7 +108,9 @@ func TestThroughPgBouncer(t *testing.T) {
 			direct := testdb.URL(t) // migrated from the template
 			u, _ := url.Parse(direct)
 			viaBouncer := startPgBouncer(t, u)
+			mails := t.TempDir()
 			base := startServer(t, map[string]string{
+				"SMTP_URL":                 "file://" + mails, // the outbox's sender runs too
 				"DATABASE_URL":             viaBouncer.String(),
 				"LISTEN_DATABASE_URL":      direct, // LISTEN needs a session of its own
 				"DATABASE_STATEMENT_CACHE": mode,
@@ -115,6 +118,9 @@ func TestThroughPgBouncer(t *testing.T) {
 				"ADDR":                     "127.0.0.1:0",
 			})
 			walkThrough(t, base)
+			// Signup's verification, the reset, the email change's
+			// confirmation and the password change's notice.
+			waitFiles(t, mails, 4)
 		})
 	}
 }
@@ -162,6 +168,15 @@ func walkThrough(t *testing.T, base string) {
 			t.Fatalf("%s %d %v", path, st, body)
 		}
 	}
+	if st, _ := call(t, "POST", base+"/v1/password/forgot", "", map[string]string{"email": "bounce@example.com"}); st != 202 {
+		t.Fatalf("forgot %d", st)
+	}
+	if st, _ := call(t, "POST", base+"/v1/email/change", at2, map[string]string{"new_email": "bounced@example.com", "current_password": "correct horse battery"}); st != 202 {
+		t.Fatalf("email change %d", st)
+	}
+	if st, _ := call(t, "POST", base+"/v1/email/verify", "", map[string]string{"email": "bounce@example.com", "code": "12345678"}); st != 401 {
+		t.Fatalf("verify with a wrong code %d", st)
+	}
 	if st, _ := call(t, "POST", base+"/v1/password", at2, map[string]string{"current_password": "correct horse battery", "new_password": "another long passphrase"}); st != 204 {
 		t.Fatalf("password %d", st)
 	}
@@ -173,5 +188,21 @@ func walkThrough(t *testing.T, base string) {
 	}
 	if st, _ := call(t, "GET", base+"/readyz", "", nil); st != 200 {
 		t.Fatalf("readyz %d", st)
+	}
+}
+
+// waitFiles waits until dir holds at least n .eml files.
+func waitFiles(t *testing.T, dir string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.eml"))
+		if len(files) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d mails in %s after 30 s, want %d", len(files), dir, n)
+		}
+		time.Sleep(20 * time.Millisecond) // waiting on a state, not guessing a duration
 	}
 }

@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/acme/accounts/internal/auth"
 	httpapi "github.com/acme/accounts/internal/http"
+	"github.com/acme/accounts/internal/mail"
 	"github.com/acme/accounts/internal/metrics"
 	"github.com/acme/accounts/internal/store"
 )
@@ -91,6 +93,17 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	reg := metrics.New()
 	opts := serviceOptions(cfg, log)
 	opts.InMemoryRevocations, opts.Metrics = true, reg
+	if cfg.SMTPURL == "" {
+		log.Warn("SMTP_URL is not set: no mail is sent (verification, password reset and email-change mails wait in the outbox for an instance that has it)")
+	} else {
+		m, err := mail.New(cfg.SMTPURL, cfg.MailFrom, mail.Options{})
+		if err != nil {
+			return err
+		}
+		opts.Mailer = m
+		log.Info("mail", "via", m.String(), "from", cfg.MailFrom, "verification", cfg.EmailVerification.String(),
+			"links", cfg.EmailLinkBase)
+	}
 	svc, err := auth.New(ctx, st, opts)
 	if err != nil {
 		return err
@@ -128,9 +141,10 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	log.Info("listening", "addr", ln.Addr().String(), "tls", tlsOn, "alg", cfg.JWTAlg)
 
 	bg, stopBG := context.WithCancel(ctx)
-	defer stopBG()
-	go purge(bg, log, st, cfg.AuditRetention)
-	go svc.Run(bg, revocationResync, revocationHeartbeat)
+	var background sync.WaitGroup
+	defer func() { stopBG(); background.Wait() }() // nothing outlives run
+	background.Go(func() { purge(bg, log, st, cfg.AuditRetention) })
+	background.Go(func() { svc.Run(bg, revocationResync, revocationHeartbeat) })
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(cfg.DebugAddr, log)
 		if err != nil {

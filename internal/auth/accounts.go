@@ -22,9 +22,18 @@ func (s *Service) Signup(ctx context.Context, email, password string, c Client) 
 	if err != nil {
 		return User{}, err
 	}
-	u, err := s.store.CreateUser(ctx, email, h, s.now())
+	nu := NewUser{Email: email, PasswordHash: h, Now: s.now(), EmailKey: s.addressKey(email),
+		MustVerify: s.cfg.Email.Verification == VerificationRequired}
+	if s.cfg.Email.Verification != VerificationOff {
+		m := s.intent(MailVerification, c)
+		nu.Verification = &m
+	}
+	u, err := s.store.CreateUser(ctx, nu)
 	if err != nil {
 		return User{}, err
+	}
+	if nu.Verification != nil {
+		s.wakeSender()
 	}
 	s.record(ctx, Event{Type: EventSignup, UserID: u.ID, Client: c})
 	return u, nil
@@ -60,6 +69,12 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 		return TokenPair{}, err
 	}
 	s.release(ctx, a) // the right password: not a failure
+	if s.cfg.Email.Verification == VerificationRequired && !u.EmailVerified {
+		// Only the holder of the password learns this; no session opens.
+		s.metrics.Login("failed")
+		s.record(ctx, Event{Type: EventLoginFailed, UserID: u.ID, Client: c, Detail: map[string]any{"reason": "email_not_verified"}})
+		return TokenPair{}, ErrEmailNotVerified
+	}
 	if NeedsRehash(u.PasswordHash, s.cfg.Argon2) {
 		s.rehash(ctx, &u, password)
 	}
@@ -96,11 +111,13 @@ func (s *Service) checkLogin(ctx context.Context, email, password string, c Clie
 	switch {
 	case err != nil:
 		return User{}, false, err
-	case ok:
+	case ok && !u.PasswordDisabled:
 		return u, true, nil
 	}
 	s.metrics.Login("failed")
-	if known {
+	if ok { // right, but stopped by "this wasn't me" until a reset
+		s.record(ctx, Event{Type: EventLoginFailed, UserID: u.ID, Client: c, Detail: map[string]any{"reason": "password_disabled"}})
+	} else if known {
 		s.record(ctx, Event{Type: EventLoginFailed, UserID: u.ID, Client: c, Detail: map[string]any{"reason": "wrong_password"}})
 	} else {
 		s.record(ctx, Event{Type: EventLoginFailed, Client: c, Detail: map[string]any{"reason": "unknown_email"}})
@@ -163,7 +180,8 @@ func (s *Service) Me(ctx context.Context, p Principal) (User, error) {
 }
 
 // ChangePassword replaces the caller's password after checking the current
-// one, and ends every other session of the caller. Wrong current passwords
+// one, ends every other session of the caller and queues a "your password
+// was changed" notice (with its "this wasn't me" link). Wrong current passwords
 // are counted per user against LOGIN_RATE_LIMIT's numbers, apart from the
 // login lockout, before any hashing; the new password's strength is judged
 // only once the current one checked out (no oracle for a token thief).
@@ -191,13 +209,16 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 		return err
 	}
 	now := s.now()
-	ended, err := s.store.ChangePassword(ctx, u.ID, u.SessionEpoch, h, p.SessionID, now)
+	notice := s.intent(MailPasswordChanged, c)
+	notice.UserID = u.ID
+	ended, err := s.store.ChangePassword(ctx, u.ID, u.SessionEpoch, h, p.SessionID, now, notice)
 	if errors.Is(err, ErrCredentialsChanged) {
 		return ErrInvalidCredentials // changed meanwhile: the current password is no longer current
 	}
 	if err != nil {
 		return err
 	}
+	s.wakeSender()
 	for _, sid := range ended {
 		s.revoke(Revocation{Kind: EndedSession, ID: sid, At: now})
 	}
@@ -225,7 +246,7 @@ func (s *Service) reauthenticate(ctx context.Context, p Principal, password stri
 		return User{}, err
 	}
 	ok, evaluated, err := s.checkPassword(ctx, password, u.PasswordHash)
-	if ok {
+	if ok && !u.PasswordDisabled {
 		s.release(ctx, a) // the right password: not a failure
 		return u, nil
 	}

@@ -37,6 +37,17 @@ const (
 	EventKeyRotated           = "key_rotated"
 	EventKeysResealed         = "keys_resealed"
 	EventRateLimited          = "rate_limited"
+
+	EventEmailVerificationSent  = "email_verification_sent"
+	EventEmailVerified          = "email_verified"
+	EventPasswordResetRequested = "password_reset_requested"
+	EventPasswordResetCompleted = "password_reset_completed"
+	EventEmailChangeRequested   = "email_change_requested"
+	EventEmailChangeConfirmed   = "email_change_confirmed"
+	EventAccountDenied          = "account_denied"
+	// EventEmailAbandoned is a mail given up: refused for good, or past its
+	// token's lifetime.
+	EventEmailAbandoned = "email_abandoned"
 )
 
 func (s *Service) record(ctx context.Context, e Event) {

@@ -74,6 +74,30 @@ type User struct {
 	// (password change, logout everywhere): a login opens its session only
 	// if the epoch it read is still current.
 	SessionEpoch int64
+	// EmailVerified says the address was verified (a verification, a reset
+	// or a confirmed email change).
+	EmailVerified bool
+	// PendingEmail is the address an email change waits on ("" when none).
+	PendingEmail string
+	// PasswordDisabled is set by "this wasn't me": the password does not
+	// work until a reset.
+	PasswordDisabled bool
+}
+
+// NewUser is an account to create.
+type NewUser struct {
+	Email        string
+	PasswordHash PasswordHash
+	Now          time.Time
+	// EmailKey is the keyed hash of the address the outbox's sender finds
+	// the account by.
+	EmailKey []byte
+	// MustVerify marks an account created while EMAIL_VERIFICATION=required:
+	// the purge deletes it when it is not verified within 7 days.
+	MustVerify bool
+	// Verification, when set, is queued with the account, in the same
+	// transaction.
+	Verification *MailIntent
 }
 
 // Session is one login: a family of refresh tokens.

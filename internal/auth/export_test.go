@@ -13,11 +13,13 @@ type Hooks struct {
 	BeforeRehash      func()
 	BeforeOpenSession func()
 	OnHash            func(Argon2Params)
+	AfterSend         func(context.Context, Mail)
 }
 
-// SetHooks installs test hooks on s.
+// SetHooks installs test hooks on s (before anything runs that calls them).
 func (s *Service) SetHooks(h Hooks) {
-	s.hooks = hooks{beforeRehash: h.BeforeRehash, beforeOpenSession: h.BeforeOpenSession, onHash: h.OnHash}
+	s.hooks = hooks{beforeRehash: h.BeforeRehash, beforeOpenSession: h.BeforeOpenSession, onHash: h.OnHash,
+		afterSend: h.AfterSend}
 }
 
 // Resync loads a fresh snapshot and prunes, as the periodic resync does.

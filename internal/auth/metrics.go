@@ -9,6 +9,7 @@ type Metrics interface {
 	Refresh(outcome RotateOutcome)      // a rotation's outcome
 	Revoked(kind RevocationKind)        // a revocation made here
 	HashWait(d time.Duration, got bool) // time waited for a hashing slot, and whether one was had
+	Email(kind, outcome string)         // one delivery attempt's outcome (MailSent, MailRetry, …)
 }
 
 type nopMetrics struct{}
@@ -17,3 +18,4 @@ func (nopMetrics) Login(string)                 {}
 func (nopMetrics) Refresh(RotateOutcome)        {}
 func (nopMetrics) Revoked(RevocationKind)       {}
 func (nopMetrics) HashWait(time.Duration, bool) {}
+func (nopMetrics) Email(string, string)         {}

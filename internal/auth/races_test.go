@@ -263,7 +263,7 @@ func TestRehashRacingPasswordChange(t *testing.T) {
 	k := testdb.NewKit(t, testdb.KitOptions{})
 	const newPW = "a brand new passphrase"
 	weak, _ := auth.HashPassword(pw, auth.Argon2Params{MemoryKiB: 32, Time: 1, Threads: 1})
-	if _, err := k.Store.CreateUser(ctx, "rehash@example.com", weak, k.Clock.Now()); err != nil {
+	if _, err := k.Store.CreateUser(ctx, auth.NewUser{Email: "rehash@example.com", PasswordHash: weak, Now: k.Clock.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	pa := wantTokenLive(t, k, login(t, k, "rehash@example.com").AccessToken) // rehashed once here
@@ -594,7 +594,7 @@ func TestFailedLoginsCostAHashAtTheCurrentParameters(t *testing.T) {
 	k := testdb.NewKit(t, testdb.KitOptions{})
 	old := auth.Argon2Params{MemoryKiB: 32, Time: 1, Threads: 1} // before an ARGON2_* change
 	weak, _ := auth.HashPassword(pw, old)
-	if _, err := k.Store.CreateUser(ctx, "old@example.com", weak, k.Clock.Now()); err != nil {
+	if _, err := k.Store.CreateUser(ctx, auth.NewUser{Email: "old@example.com", PasswordHash: weak, Now: k.Clock.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	signupLogin(t, k, "current@example.com")

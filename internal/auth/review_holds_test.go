@@ -24,7 +24,7 @@ func TestPasswordChangeRacingARehashSucceeds(t *testing.T) {
 	t.Parallel()
 	k := testdb.NewKit(t, testdb.KitOptions{})
 	weak, _ := auth.HashPassword(pw, legacyParams)
-	if _, err := k.Store.CreateUser(ctx, "rehash2@example.com", weak, k.Clock.Now()); err != nil {
+	if _, err := k.Store.CreateUser(ctx, auth.NewUser{Email: "rehash2@example.com", PasswordHash: weak, Now: k.Clock.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	p := wantTokenLive(t, k, login(t, k, "rehash2@example.com").AccessToken)

@@ -42,7 +42,7 @@ func TestLegacyHashGuessesCountAgainstTheLoginLimit(t *testing.T) {
 				}
 			}})
 			weak, _ := auth.HashPassword(pw, legacyParams)
-			if _, err := k.Store.CreateUser(ctx, "legacy@example.com", weak, k.Clock.Now()); err != nil {
+			if _, err := k.Store.CreateUser(ctx, auth.NewUser{Email: "legacy@example.com", PasswordHash: weak, Now: k.Clock.Now()}); err != nil {
 				t.Fatal(err)
 			}
 			evaluated := 0
@@ -102,7 +102,7 @@ func TestLegacyHashGuessesCountAgainstTheReauthLimit(t *testing.T) {
 		c.HashWait = time.Millisecond
 	}})
 	weak, _ := auth.HashPassword(pw, legacyParams)
-	if _, err := k.Store.CreateUser(ctx, "stolen@example.com", weak, k.Clock.Now()); err != nil {
+	if _, err := k.Store.CreateUser(ctx, auth.NewUser{Email: "stolen@example.com", PasswordHash: weak, Now: k.Clock.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	p := wantTokenLive(t, k, login(t, k, "stolen@example.com").AccessToken)                  // the thief's token
@@ -143,7 +143,7 @@ func TestFailedLoginsCostTheSameWhateverTheAccount(t *testing.T) {
 	t.Parallel()
 	k := testdb.NewKit(t, testdb.KitOptions{})
 	weak, _ := auth.HashPassword(pw, legacyParams)
-	if _, err := k.Store.CreateUser(ctx, "dormant@example.com", weak, k.Clock.Now()); err != nil {
+	if _, err := k.Store.CreateUser(ctx, auth.NewUser{Email: "dormant@example.com", PasswordHash: weak, Now: k.Clock.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	signupLogin(t, k, "current@example.com")

@@ -37,6 +37,13 @@ func OpenKey(kek []byte, kid string, sealed []byte) ([]byte, error) {
 	return aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(kid))
 }
 
+// AlgSecret marks, among the keys Reseal takes, a secret (the email key)
+// rather than a signing key: raw bytes, sealed like a private key.
+const AlgSecret = "secret"
+
+// SecretKID is the kid a secret is sealed under (its associated data).
+func SecretKID(name string) string { return "secret:" + name }
+
 // Reseal returns keys sealed with newKEK. A key already sealed with newKEK
 // is kept; one sealed with oldKEK is opened with it; an unsealed one is
 // sealed. A key that opens with neither is an error naming its kid.
@@ -60,7 +67,7 @@ func Reseal(keys []StoredKey, oldKEK, newKEK []byte) ([]StoredKey, error) {
 				return nil, fmt.Errorf("reseal: key %s opens with neither key-encryption key", k.KID)
 			}
 		}
-		if _, err := x509.ParsePKCS8PrivateKey(der); err != nil {
+		if _, err := x509.ParsePKCS8PrivateKey(der); err != nil && k.Alg != AlgSecret {
 			return nil, fmt.Errorf("reseal: key %s is not a private key: %w", k.KID, err)
 		}
 		sealed, err := SealKey(newKEK, k.KID, der)

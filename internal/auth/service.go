@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -34,6 +35,8 @@ type Config struct {
 	// sessions in format 1, for a rolling upgrade from a release that knows
 	// no other (REFRESH_TOKEN_FORMAT=1; see README, "Upgrading").
 	LegacyRefreshTokens bool
+	// Email is the mail side (EMAIL_VERIFICATION, EMAIL_LINK_BASE, MAIL_FROM).
+	Email EmailConfig
 }
 
 // Service implements the account use cases.
@@ -57,6 +60,14 @@ type Service struct {
 	sessions *boundedMap[string]
 	metrics  Metrics
 	hooks    hooks
+
+	// emailKeys key the hashes of addresses and one-time codes.
+	emailKeys emailKeys
+	// mailer sends the outbox's mails; nil: this instance sends none.
+	mailer Mailer
+	sender SenderConfig
+	wake   chan struct{}
+	outbox outboxState
 }
 
 // hooks let tests stop a use case between two of its steps, to replay an
@@ -65,6 +76,9 @@ type hooks struct {
 	beforeRehash      func()
 	beforeOpenSession func()
 	onHash            func(Argon2Params) // every argon2id run, dummy ones included
+	// afterSend runs once a mail went out, before the outbox hears of it
+	// (with the sender's context: a test can stop the sender right there).
+	afterSend func(context.Context, Mail)
 }
 
 func runHook(f func()) {
@@ -92,6 +106,10 @@ type Options struct {
 	Now func() time.Time
 	// Metrics receives the counts; nil counts nothing.
 	Metrics Metrics
+	// Mailer sends the outbox's mails (RunSender); nil: this instance
+	// sends none, and intents wait for an instance that does.
+	Mailer Mailer
+	Sender SenderConfig
 }
 
 // KeyConfig is the signing-key configuration, with the retention every
@@ -129,7 +147,11 @@ func New(ctx context.Context, store Store, o Options) (*Service, error) {
 	s := &Service{store: store, keys: ring, cfg: o.Config, now: o.Now, log: o.Log, metrics: o.Metrics,
 		tokens: NewTokens(ring, o.Issuer, o.Audience, o.AccessTTL, o.Leeway, o.Now),
 		slots:  make(chan struct{}, o.HashSlots), users: newUserCache(maxCachedUsers),
-		sessions: newBoundedMap[string](maxCachedSessions, nil)}
+		sessions: newBoundedMap[string](maxCachedSessions, nil),
+		mailer:   o.Mailer, sender: o.Sender.withDefaults(), wake: make(chan struct{}, 1)}
+	if s.emailKeys, err = loadEmailKeys(ctx, store, o.Keys.KEK); err != nil {
+		return nil, err
+	}
 	s.gens.Store(&[]generation{{params: o.Argon2, dummy: dummy}})
 	if err := s.loadGenerations(ctx); err != nil {
 		return nil, err
@@ -149,16 +171,24 @@ func (s *Service) Keys() *KeyRing { return s.keys }
 func (s *Service) Revocations() *Revocations { return s.revocations }
 
 // Run keeps the revocation state in step with the database (resynced in
-// full every resync, a heartbeat every heartbeat) and re-reads the signing
-// keys and the password-hash parameter sets in use every
-// KeyReloadInterval, until ctx ends.
+// full every resync, a heartbeat every heartbeat), delivers the outbox's
+// mails (RunSender), and re-reads the signing keys and the password-hash
+// parameter sets in use every KeyReloadInterval (filling the email keys of
+// accounts an earlier release made), until ctx ends; it returns once all
+// of that has stopped.
 func (s *Service) Run(ctx context.Context, resync, heartbeat time.Duration) {
+	var wg sync.WaitGroup
+	defer wg.Wait() // Run returns once everything it started has stopped
 	if s.revocations != nil {
-		go s.revocations.Run(ctx, resync, heartbeat)
+		wg.Go(func() { s.revocations.Run(ctx, resync, heartbeat) })
 	}
+	wg.Go(func() { s.RunSender(ctx) })
 	t := time.NewTicker(KeyReloadInterval)
 	defer t.Stop()
 	for {
+		if err := s.backfillEmailKeys(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("fill email keys", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -387,7 +387,7 @@ func TestLoginRehashesWeakerHashes(t *testing.T) {
 	t.Parallel()
 	k := testdb.NewKit(t, testdb.KitOptions{})
 	weak, _ := auth.HashPassword(pw, auth.Argon2Params{MemoryKiB: 32, Time: 1, Threads: 1})
-	if _, err := k.Store.CreateUser(ctx, "weak@example.com", weak, k.Clock.Now()); err != nil {
+	if _, err := k.Store.CreateUser(ctx, auth.NewUser{Email: "weak@example.com", PasswordHash: weak, Now: k.Clock.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := k.Service.Login(ctx, "weak@example.com", pw, auth.Client{}); err != nil {

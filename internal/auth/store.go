@@ -10,8 +10,11 @@ type Store interface {
 	KeyStore
 	RevocationSource
 
-	// CreateUser stores a new user with role user. Returns ErrEmailTaken.
-	CreateUser(ctx context.Context, email string, passwordHash PasswordHash, now time.Time) (User, error)
+	MailStore
+
+	// CreateUser stores a new user with role user (and queues its
+	// verification mail when u.Verification is set). Returns ErrEmailTaken.
+	CreateUser(ctx context.Context, u NewUser) (User, error)
 	// UserByEmail finds a user case-insensitively. Returns ErrNotFound.
 	UserByEmail(ctx context.Context, email string) (User, error)
 	// UserByID returns ErrNotFound.
@@ -26,8 +29,9 @@ type Store interface {
 	// keepSessionID, if the user's session epoch is still epoch (no password
 	// change or logout of every session since the current password was
 	// checked; a rehash does not move it), returning the ids of the sessions
-	// it ended. Returns ErrCredentialsChanged when the epoch moved.
-	ChangePassword(ctx context.Context, userID string, epoch int64, newHash PasswordHash, keepSessionID string, now time.Time) ([]string, error)
+	// it ended, and queues notice, in one transaction. Returns
+	// ErrCredentialsChanged when the epoch moved.
+	ChangePassword(ctx context.Context, userID string, epoch int64, newHash PasswordHash, keepSessionID string, now time.Time, notice MailIntent) ([]string, error)
 	// ListUsers pages by (created_at, id), after the cursor when it is not nil.
 	ListUsers(ctx context.Context, after *UserCursor, limit int) ([]User, error)
 	// SetRole returns ErrNotFound.
@@ -155,4 +159,108 @@ type AccessState struct {
 type UserCursor struct {
 	CreatedAt time.Time
 	ID        string
+}
+
+// MailStore is what the email use cases and the outbox's sender need.
+type MailStore interface {
+	// RecordMailIntent appends one intent to the outbox.
+	RecordMailIntent(ctx context.Context, m MailIntent) error
+	// SetPendingEmail records email as the user's pending address, spends
+	// the confirmations mailed for an earlier one and queues intent, in one
+	// transaction. Returns ErrNotFound.
+	SetPendingEmail(ctx context.Context, userID, email string, intent MailIntent) error
+	// CodeCandidates lists the live issuances of purpose p mailed to email.
+	CodeCandidates(ctx context.Context, p Purpose, email string, now time.Time) ([]CodeCandidate, error)
+	// CountCodeGuess counts one guess, atomically, against each of ids that
+	// is live with fewer than max guesses counted, and returns those.
+	CountCodeGuess(ctx context.Context, ids []int64, max int, now time.Time) ([]CountedGuess, error)
+	// SpendExhausted spends those of ids with max guesses counted.
+	SpendExhausted(ctx context.Context, ids []int64, max int, now time.Time) error
+	// TokenAddress reads the address a live link token of purpose p was
+	// mailed to, spending nothing. Returns ErrNotFound.
+	TokenAddress(ctx context.Context, p Purpose, linkHash []byte, now time.Time) (string, error)
+	// VerifyEmail spends a verification token (and every live one of its
+	// user and purpose) and marks its address verified. Returns ErrInvalidGrant.
+	VerifyEmail(ctx context.Context, ref TokenRef) (SpentToken, error)
+	// ResetPassword does what a reset does, in one transaction (see
+	// Service.ResetPassword), returning the ids of the sessions it ended.
+	// Returns ErrInvalidGrant.
+	ResetPassword(ctx context.Context, r PasswordReset) (SpentToken, []string, error)
+	// ConfirmEmailChange does what a confirmation does, in one transaction,
+	// returning the old address. Returns ErrInvalidGrant or ErrEmailTaken.
+	ConfirmEmailChange(ctx context.Context, c EmailChange) (SpentToken, string, error)
+	// DenyAccount does what "this wasn't me" does, in one transaction.
+	// Returns ErrInvalidGrant.
+	DenyAccount(ctx context.Context, d Denial) (Denied, error)
+	// UsersWithoutEmailKey returns up to n accounts with no email key.
+	UsersWithoutEmailKey(ctx context.Context, n int) ([]User, error)
+	// SetEmailKeys stores email keys, each only if its account still has
+	// that address and no key.
+	SetEmailKeys(ctx context.Context, keys []EmailKey) error
+	// UserByEmailKey returns ErrNotFound.
+	UserByEmailKey(ctx context.Context, key []byte) (User, error)
+	// EnsureSecret stores candidate as the secret called name unless one is
+	// stored, and returns the stored one.
+	EnsureSecret(ctx context.Context, name string, candidate StoredSecret) (StoredSecret, error)
+	// ClaimMail leases the next due mail until leaseUntil. Returns
+	// ErrNotFound when none is due.
+	ClaimMail(ctx context.Context, now, leaseUntil time.Time) (OutboxMail, error)
+	// IssueToken stores an issuance for an outbox mail (see NewToken).
+	// Returns its id, or ErrNotFound when the user is gone.
+	IssueToken(ctx context.Context, t NewToken) (int64, error)
+	// FinishMail closes a mail with status and outcome if the attempt is
+	// still the caller's, and reports whether it was.
+	FinishMail(ctx context.Context, id int64, attempt int, status, outcome string, now time.Time) (bool, error)
+	// RetryMail makes a mail due again at next if the attempt is still the
+	// caller's, and reports whether it was.
+	RetryMail(ctx context.Context, id int64, attempt int, next time.Time, outcome string) (bool, error)
+	// SpendToken spends one issuance.
+	SpendToken(ctx context.Context, id int64, now time.Time) error
+	// OutboxStats counts the pending mails and gives the oldest one's time.
+	OutboxStats(ctx context.Context) (int, time.Time, error)
+	// ListenOutbox calls ready once listening, then wake for every new
+	// intent (in any instance), until ctx ends or the connection fails.
+	ListenOutbox(ctx context.Context, ready, wake func()) error
+}
+
+// OutboxMail is a mail a sender claimed.
+type OutboxMail struct {
+	MailIntent
+	ID int64
+	// Attempt counts the claims, this one included; only its holder can
+	// finish or reschedule the mail.
+	Attempt int
+	// TokenID is the issuance the previous attempt made (0: none).
+	TokenID int64
+}
+
+// NewToken is one issuance, as the sender stores it.
+type NewToken struct {
+	OutboxID  int64
+	Attempt   int
+	UserID    string
+	Purpose   Purpose
+	Address   string
+	LinkHash  []byte
+	CodeHash  []byte
+	Detail    map[string]string
+	Now       time.Time
+	ExpiresAt time.Time
+	// MaxLive is how many live issuances of the user and purpose may
+	// remain, this one included: the oldest past it are spent.
+	MaxLive int
+}
+
+// EmailKey is the keyed hash of an account's address.
+type EmailKey struct {
+	UserID string
+	Email  string
+	Key    []byte
+}
+
+// StoredSecret is a secret kept like the signing keys.
+type StoredSecret struct {
+	Name   string
+	Secret []byte // sealed with the key-encryption key when Sealed
+	Sealed bool
 }

@@ -117,13 +117,19 @@ func handleLogoutAll(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
 }
 
 func handleMe(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
+	type meView struct {
+		userView
+		EmailVerified bool    `json:"email_verified"`
+		PendingEmail  *string `json:"pending_email"`
+	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		u, err := svc.Me(r.Context(), principal(r))
 		if err != nil {
 			writeError(w, r, log, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, viewUser(u))
+		writeJSON(w, http.StatusOK, meView{userView: viewUser(u), EmailVerified: u.EmailVerified,
+			PendingEmail: nullable(u.PendingEmail)})
 	}
 }
 

@@ -310,6 +310,8 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	case errors.Is(err, auth.ErrInvalidToken):
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		status, body = http.StatusUnauthorized, errorBody{Error: "invalid_token", Description: "the access token is not valid"}
+	case errors.Is(err, auth.ErrEmailNotVerified):
+		status, body = http.StatusForbidden, errorBody{Error: "email_not_verified", Description: "verify your email address first: a verification mail was sent at signup, and POST /v1/email/verification sends another"}
 	case errors.Is(err, auth.ErrForbidden):
 		status, body = http.StatusForbidden, errorBody{Error: "forbidden", Description: "not allowed for this account"}
 	case errors.Is(err, auth.ErrNotFound):

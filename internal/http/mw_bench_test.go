@@ -13,7 +13,7 @@ import (
 func BenchmarkMiddleware(b *testing.B) {
 	var sink string
 	h := withRequestID(middleware.ClientIPFromRemoteAddr(describeClient(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sink = client(r).IP // the rate limit
+		sink = client(r).IP        // the rate limit
 		sink = client(r).UserAgent // the use case
 	}))))
 	r := httptest.NewRequest("POST", "/v1/token/refresh", nil)

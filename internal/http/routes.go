@@ -28,6 +28,14 @@ func addRoutes(r chi.Router, d Deps) {
 		r.With(limited, authed).Post("/password", handleChangePassword(d.Log, d.Service))
 		r.With(authed).Get("/me/events", handlePage(d.Log, "events", d.Service.MyEvents, viewEvent))
 
+		r.With(limited).Post("/email/verification", handleRequestVerification(d.Log, d.Service))
+		r.With(limited).Post("/email/verify", handleVerifyEmail(d.Log, d.Service))
+		r.With(limited).Post("/password/forgot", handleForgotPassword(d.Log, d.Service))
+		r.With(limited).Post("/password/reset", handleResetPassword(d.Log, d.Service))
+		r.With(limited, authed).Post("/email/change", handleEmailChange(d.Log, d.Service))
+		r.With(limited).Post("/email/change/confirm", handleConfirmEmailChange(d.Log, d.Service))
+		r.With(limited).Post("/account/deny", handleDenyAccount(d.Log, d.Service))
+
 		r.With(authed).Get("/admin/users", handlePage(d.Log, "users", d.Service.ListUsers, viewUser))
 		r.With(authed).Post("/admin/users/{id}/logout", handleAdminLogoutUser(d.Log, d.Service))
 		r.With(authed).Get("/admin/events", handlePage(d.Log, "events", d.Service.AllEvents, viewEvent))

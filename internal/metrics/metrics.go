@@ -31,6 +31,7 @@ type Registry struct {
 	refreshes   *prometheus.CounterVec
 	revocations *prometheus.CounterVec
 	hashWait    *prometheus.HistogramVec
+	emails      *prometheus.CounterVec
 
 	watchOnce sync.Once
 }
@@ -65,8 +66,11 @@ func New() *Registry {
 			Name: "accounts_hash_slot_wait_seconds", Help: "Time waited for a password-hashing slot, by whether one was had.",
 			Buckets: []float64{.0001, .001, .005, .01, .025, .05, .1, .25, .5, 1, 2},
 		}, []string{"result"}),
+		emails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "accounts_emails_total", Help: "Mail delivery attempts by kind and outcome (sent, retry, failed: refused for good, expired, skipped: nothing to send).",
+		}, []string{"kind", "outcome"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.inFlight, m.logins, m.refreshes, m.revocations, m.hashWait,
+	m.reg.MustRegister(m.requests, m.duration, m.inFlight, m.logins, m.refreshes, m.revocations, m.hashWait, m.emails,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -97,6 +101,9 @@ func (m *Registry) HashWait(d time.Duration, got bool) {
 	}
 	m.hashWait.WithLabelValues(result).Observe(d.Seconds())
 }
+
+// Email counts one delivery attempt by kind and outcome.
+func (m *Registry) Email(kind, outcome string) { m.emails.WithLabelValues(kind, outcome).Inc() }
 
 // methods are the request methods counted by name; any other is "other",
 // so that label cardinality stays bounded.
@@ -152,6 +159,10 @@ func (m *Registry) watch(pool func() PoolStat, svc *auth.Service) error {
 			func() float64 { return float64(slots) }),
 		gauge("accounts_hash_memory_bytes", "Memory one password hash takes (argon2id m).",
 			func() float64 { return float64(memory) }),
+		gauge("accounts_email_outbox_pending", "Mails waiting in the outbox (all instances), as this instance's sender last counted.",
+			func() float64 { n, _ := svc.OutboxPending(); return float64(n) }),
+		gauge("accounts_email_outbox_oldest_seconds", "Age of the oldest mail waiting in the outbox (0 when none).",
+			func() float64 { _, age := svc.OutboxPending(); return age.Seconds() }),
 	}
 	if pool != nil {
 		cs = append(cs,

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -93,9 +94,15 @@ SELECT kid, alg, private_key, sealed, created_at, retired_at FROM signing_keys O
 
 const updateSigningKey = `UPDATE signing_keys SET private_key = $2, sealed = $3 WHERE kid = $1`
 
-// ResealSigningKeys passes every stored key (locked) to reseal and stores
-// what it returns, in one transaction: all keys change or none.
-func (s *Store) ResealSigningKeys(ctx context.Context, reseal func([]auth.StoredKey) ([]auth.StoredKey, error)) error {
+const allSecrets = `SELECT name, secret, sealed, created_at FROM secret_keys ORDER BY name FOR UPDATE`
+
+const updateSecret = `UPDATE secret_keys SET secret = $2, sealed = $3 WHERE name = $1`
+
+// ResealKeys passes every stored signing key and secret (locked; a secret
+// as a StoredKey of Alg auth.AlgSecret, with its kid auth.SecretKID(name))
+// to reseal and stores what it returns, in one transaction: all change or
+// none.
+func (s *Store) ResealKeys(ctx context.Context, reseal func([]auth.StoredKey) ([]auth.StoredKey, error)) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, keysLock); err != nil {
 			return err
@@ -110,19 +117,34 @@ func (s *Store) ResealSigningKeys(ctx context.Context, reseal func([]auth.Stored
 			keys[i] = auth.StoredKey{KID: r.KID, Alg: r.Alg, PrivateKey: r.PrivateKey, Sealed: r.Sealed,
 				CreatedAt: r.CreatedAt, RetiredAt: r.RetiredAt}
 		}
+		rows, _ = tx.Query(ctx, allSecrets)
+		var name string
+		var k auth.StoredKey
+		_, err = pgx.ForEachRow(rows, []any{&name, &k.PrivateKey, &k.Sealed, &k.CreatedAt}, func() error {
+			k.KID, k.Alg = auth.SecretKID(name), auth.AlgSecret
+			keys = append(keys, k)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 		out, err := reseal(keys)
 		if err != nil {
 			return err
 		}
 		for _, k := range out {
-			if _, err := tx.Exec(ctx, updateSigningKey, k.KID, k.PrivateKey, k.Sealed); err != nil {
+			q, id := updateSigningKey, k.KID
+			if k.Alg == auth.AlgSecret {
+				q, id = updateSecret, strings.TrimPrefix(k.KID, auth.SecretKID(""))
+			}
+			if _, err := tx.Exec(ctx, q, id, k.PrivateKey, k.Sealed); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("store: reseal signing keys: %w", err)
+		return fmt.Errorf("store: reseal keys: %w", err)
 	}
 	return nil
 }

@@ -25,7 +25,31 @@ DELETE FROM sessions WHERE id IN (
 	purgeEvents = `
 DELETE FROM audit_events WHERE id IN (
     SELECT id FROM audit_events WHERE created_at < $1 ORDER BY id LIMIT $2)`
+	purgeOneTimeTokens = `
+DELETE FROM one_time_tokens WHERE id IN (
+    SELECT id FROM one_time_tokens WHERE coalesce(used_at, expires_at) < $1 LIMIT $2)`
+	// Finished mails, and mails no sender ever took (no instance has
+	// SMTP_URL) once even the longest-lived token would be over.
+	purgeOutbox = `
+DELETE FROM email_outbox WHERE id IN (
+    SELECT id FROM email_outbox WHERE status <> 'pending' AND finished_at < $1
+    UNION ALL
+    SELECT id FROM email_outbox WHERE status = 'pending' AND created_at < $1 - interval '7 days'
+    LIMIT $2)`
+	// Accounts created while EMAIL_VERIFICATION=required and never
+	// verified; no other account is ever deleted by the purge.
+	purgeUnverified = `
+DELETE FROM users WHERE id IN (
+    SELECT id FROM users WHERE must_verify AND email_verified_at IS NULL AND created_at < $1 LIMIT $2)`
 )
+
+// unverifiedKeep is how long an account created while verification is
+// required may stay unverified before the purge deletes it.
+const unverifiedKeep = 7 * 24 * time.Hour
+
+// outboxKeep is how long a finished mail stays in the outbox (for an
+// operator looking into a delivery) before it is purged.
+const outboxKeep = 24 * time.Hour
 
 // sessionKeep is how long a session stays in the database (never listed by
 // the API) after it ended or reached expires_at (SESSION_MAX_AGE) before it
@@ -35,8 +59,10 @@ const sessionKeep = 7 * 24 * time.Hour
 // purge deletes up to batch expired rows from each table it cleans and
 // returns how many it deleted in all: revoked jtis past their token's
 // expiry, refresh tokens past theirs, ended rate-limit windows, sessions
-// ended or past expires_at for sessionKeep, and audit events older than
-// auditBefore.
+// ended or past expires_at for sessionKeep, audit events older than
+// auditBefore, spent and expired one-time tokens, mails finished for
+// outboxKeep, and accounts created while EMAIL_VERIFICATION=required that
+// were not verified within unverifiedKeep.
 func purge(ctx context.Context, db pgx.Tx, now, auditBefore time.Time, batch int) (int64, error) {
 	var total int64
 	for _, q := range []struct {
@@ -51,6 +77,9 @@ func purge(ctx context.Context, db pgx.Tx, now, auditBefore time.Time, batch int
 		{purgeRevoked, now},
 		{purgeRateLimits, now},
 		{purgeEvents, auditBefore},
+		{purgeOneTimeTokens, now},
+		{purgeOutbox, now.Add(-outboxKeep)},
+		{purgeUnverified, now.Add(-unverifiedKeep)},
 	} {
 		tag, err := db.Exec(ctx, q.sql, q.before, batch)
 		if err != nil {

@@ -109,7 +109,7 @@ func TestSchemaRefusesNonNFCEmails(t *testing.T) {
 	// trims): the schema refuses, rather than keep an account no instance
 	// of this release can find.
 	hash, _ := auth.HashPassword("correct horse battery", testdb.TestArgon2)
-	if _, err := k.Store.CreateUser(ctx, decomposed, hash, k.Clock.Now()); err == nil {
+	if _, err := k.Store.CreateUser(ctx, auth.NewUser{Email: decomposed, PasswordHash: hash, Now: k.Clock.Now()}); err == nil {
 		t.Fatal("the schema stored an email that is not in NFC")
 	}
 	if _, err := k.Service.Signup(ctx, decomposed, "correct horse battery", auth.Client{}); err != nil {

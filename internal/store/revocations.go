@@ -47,6 +47,17 @@ func (s *Store) ListenOn(url string) { s.listenURL = url }
 // state, which a transaction-pooling PgBouncer does not keep), listens, and
 // passes every revocation to on until ctx ends or the connection fails.
 func (s *Store) ListenRevocations(ctx context.Context, ready func(), on func(auth.Revocation)) error {
+	return s.listen(ctx, "accounts-listener", revocationChannel, ready, func(payload string) {
+		if v, ok := parseRevocation(payload); ok {
+			on(v)
+		}
+	})
+}
+
+// listen connects on its own (to LISTEN_DATABASE_URL when set), listens on
+// channel, calls ready, and passes every payload to on until ctx ends or
+// the connection fails.
+func (s *Store) listen(ctx context.Context, application, channel string, ready func(), on func(payload string)) error {
 	var cfg *pgx.ConnConfig
 	if s.listenURL != "" {
 		c, err := pgx.ParseConfig(s.listenURL)
@@ -57,7 +68,7 @@ func (s *Store) ListenRevocations(ctx context.Context, ready func(), on func(aut
 	} else {
 		cfg = s.pool.Config().ConnConfig.Copy()
 	}
-	cfg.RuntimeParams["application_name"] = "accounts-listener"
+	cfg.RuntimeParams["application_name"] = application
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("store: listen: %w", err)
@@ -69,7 +80,7 @@ func (s *Store) ListenRevocations(ctx context.Context, ready func(), on func(aut
 		defer cancel()
 		_ = conn.Close(cctx)
 	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+revocationChannel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
 		return fmt.Errorf("store: listen: %w", err)
 	}
 	ready()
@@ -81,9 +92,7 @@ func (s *Store) ListenRevocations(ctx context.Context, ready func(), on func(aut
 			}
 			return fmt.Errorf("store: listen: %w", err)
 		}
-		if v, ok := parseRevocation(n.Payload); ok {
-			on(v)
-		}
+		on(n.Payload)
 	}
 }
 

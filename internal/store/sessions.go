@@ -254,7 +254,7 @@ func (s *Store) LogoutUser(ctx context.Context, userID string, now time.Time) ([
 }
 
 const accessState = `
-SELECT u.id::text, u.email, u.role, u.created_at, u.logout_all_at,
+SELECT u.id::text, u.email, u.role, u.created_at, u.email_verified_at IS NOT NULL, u.pending_email, u.logout_all_at,
        coalesce(s.ended_at IS NULL AND s.expires_at > $4 AND s.idle_expires_at > $4, false),
        EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = $3)
   FROM users u
@@ -265,11 +265,15 @@ SELECT u.id::text, u.email, u.role, u.created_at, u.logout_all_at,
 // Returns auth.ErrNotFound when the user is gone.
 func (s *Store) AccessState(ctx context.Context, userID, sessionID, jti string, now time.Time) (auth.AccessState, error) {
 	var st auth.AccessState
+	var pending *string
 	err := s.pool.QueryRow(ctx, accessState, userID, sessionID, jti, now).Scan(
-		&st.User.ID, &st.User.Email, &st.User.Role, &st.User.CreatedAt, &st.LogoutAllAt,
-		&st.SessionActive, &st.Revoked)
+		&st.User.ID, &st.User.Email, &st.User.Role, &st.User.CreatedAt, &st.User.EmailVerified, &pending,
+		&st.LogoutAllAt, &st.SessionActive, &st.Revoked)
 	if err != nil {
 		return auth.AccessState{}, fmt.Errorf("store: access state: %w", notFound(err))
+	}
+	if pending != nil {
+		st.User.PendingEmail = *pending
 	}
 	st.User.CreatedAt = st.User.CreatedAt.UTC()
 	return st, nil

@@ -192,7 +192,15 @@ func previousVersion(v uint) int {
 	return int(prev)
 }
 
-const uniqueViolation = "23505"
+const (
+	uniqueViolation     = "23505"
+	foreignKeyViolation = "23503"
+)
+
+func isForeignKey(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == foreignKeyViolation
+}
 
 func isUnique(err error, constraint string) bool {
 	var pe *pgconn.PgError

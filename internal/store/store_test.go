@@ -26,11 +26,11 @@ func TestUserErrors(t *testing.T) {
 	t.Parallel()
 	s := store.New(testdb.New(t))
 	now := time.Now()
-	u, err := s.CreateUser(ctx, "Case@Example.com", "h", now)
+	u, err := s.CreateUser(ctx, auth.NewUser{Email: "Case@Example.com", PasswordHash: "h", Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateUser(ctx, "case@example.COM", "h", now); !errors.Is(err, auth.ErrEmailTaken) {
+	if _, err := s.CreateUser(ctx, auth.NewUser{Email: "case@example.COM", PasswordHash: "h", Now: now}); !errors.Is(err, auth.ErrEmailTaken) {
 		t.Fatalf("duplicate email: %v, want ErrEmailTaken", err)
 	}
 	got, err := s.UserByEmail(ctx, "CASE@example.com")

@@ -12,30 +12,58 @@ import (
 )
 
 type userRow struct {
-	ID           string    `db:"id"`
-	Email        string    `db:"email"`
-	Role         string    `db:"role"`
-	CreatedAt    time.Time `db:"created_at"`
-	PasswordHash string    `db:"password_hash"`
-	SessionEpoch int64     `db:"session_epoch"`
+	ID               string    `db:"id"`
+	Email            string    `db:"email"`
+	Role             string    `db:"role"`
+	CreatedAt        time.Time `db:"created_at"`
+	PasswordHash     string    `db:"password_hash"`
+	SessionEpoch     int64     `db:"session_epoch"`
+	EmailVerified    bool      `db:"email_verified"`
+	PendingEmail     *string   `db:"pending_email"`
+	PasswordDisabled bool      `db:"password_disabled"`
 }
 
 func (r userRow) user() auth.User {
-	return auth.User{ID: r.ID, Email: r.Email, Role: r.Role, CreatedAt: r.CreatedAt.UTC(),
-		PasswordHash: auth.PasswordHash(r.PasswordHash), SessionEpoch: r.SessionEpoch}
+	u := auth.User{ID: r.ID, Email: r.Email, Role: r.Role, CreatedAt: r.CreatedAt.UTC(),
+		PasswordHash: auth.PasswordHash(r.PasswordHash), SessionEpoch: r.SessionEpoch,
+		EmailVerified: r.EmailVerified, PasswordDisabled: r.PasswordDisabled}
+	if r.PendingEmail != nil {
+		u.PendingEmail = *r.PendingEmail
+	}
+	return u
 }
 
-const userColumns = `id::text, email, role, created_at, password_hash, session_epoch`
+const userColumns = `id::text, email, role, created_at, password_hash, session_epoch,
+       email_verified_at IS NOT NULL AS email_verified, pending_email,
+       password_disabled_at IS NOT NULL AS password_disabled`
 
+// createUser stores the account and, when $6 is not null, the intent of
+// its verification mail, in one statement.
 const createUser = `
-INSERT INTO users (email, password_hash, created_at, updated_at)
-VALUES ($1, $2, $3, $3)
-RETURNING ` + userColumns
+WITH u AS (
+    INSERT INTO users (email, password_hash, created_at, updated_at, email_key, must_verify)
+    VALUES ($1, $2, $3, $3, $4, $5)
+    RETURNING ` + userColumns + `
+), m AS (
+    INSERT INTO email_outbox (kind, user_id, ip, request_id, created_at, next_attempt_at, message_id)
+    SELECT 'verification', u.id::uuid, $7, $8, $3, $3, $6 FROM u WHERE $6::text IS NOT NULL
+)
+SELECT * FROM u`
 
-// CreateUser stores a new user. Returns auth.ErrEmailTaken.
-func (s *Store) CreateUser(ctx context.Context, email string, passwordHash auth.PasswordHash, now time.Time) (auth.User, error) {
+// CreateUser stores a new user (and queues its verification mail when
+// u.Verification is set). Returns auth.ErrEmailTaken.
+func (s *Store) CreateUser(ctx context.Context, u auth.NewUser) (auth.User, error) {
+	var msgID *string
+	if u.Verification != nil {
+		msgID = &u.Verification.MessageID
+	}
+	var ip, reqID string
+	if u.Verification != nil {
+		ip, reqID = u.Verification.Client.IP, u.Verification.Client.RequestID
+	}
 	// string(): the hash's own formatting is redacted, and pgx would use it.
-	rows, _ := s.pool.Query(ctx, createUser, email, string(passwordHash), now)
+	rows, _ := s.pool.Query(ctx, createUser, u.Email, string(u.PasswordHash), u.Now, u.EmailKey, u.MustVerify,
+		msgID, ip, reqID)
 	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[userRow])
 	if isUnique(err, "users_email_key") {
 		return auth.User{}, auth.ErrEmailTaken
@@ -94,10 +122,14 @@ RETURNING id`
 
 // ChangePassword sets newHash and ends every session of the user but
 // keepSessionID, if the user's session epoch is still epoch, returning the
-// ids of the sessions it ended. Returns auth.ErrCredentialsChanged when the
-// epoch moved.
-func (s *Store) ChangePassword(ctx context.Context, userID string, epoch int64, newHash auth.PasswordHash, keepSessionID string, now time.Time) ([]string, error) {
-	return s.endSessionsAfter(ctx, "change password", auth.ErrCredentialsChanged, keepSessionID, now,
+// ids of the sessions it ended, and queues notice, in one transaction.
+// Returns auth.ErrCredentialsChanged when the epoch moved.
+func (s *Store) ChangePassword(ctx context.Context, userID string, epoch int64, newHash auth.PasswordHash, keepSessionID string, now time.Time, notice auth.MailIntent) ([]string, error) {
+	then := func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, recordMailIntent, intentArgs(notice)...)
+		return err
+	}
+	return s.endSessionsAfterThen(ctx, "change password", auth.ErrCredentialsChanged, keepSessionID, now, then,
 		changePassword, userID, epoch, string(newHash), now)
 }
 
@@ -130,6 +162,13 @@ func (s *Store) PasswordParams(ctx context.Context) ([]string, error) {
 // the sessions it ended. A change that matches no row returns none.
 func (s *Store) endSessionsAfter(ctx context.Context, op string, none error, keepSessionID string, now time.Time,
 	change string, args ...any) ([]string, error) {
+	return s.endSessionsAfterThen(ctx, op, none, keepSessionID, now, nil, change, args...)
+}
+
+// endSessionsAfterThen is endSessionsAfter running then, when not nil, in
+// the same transaction after the sessions ended.
+func (s *Store) endSessionsAfterThen(ctx context.Context, op string, none error, keepSessionID string, now time.Time,
+	then func(pgx.Tx) error, change string, args ...any) ([]string, error) {
 	var ended []string
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var userID string
@@ -140,8 +179,10 @@ func (s *Store) endSessionsAfter(ctx context.Context, op string, none error, kee
 			return err
 		}
 		var err error
-		ended, err = endUserSessions(ctx, tx, userID, keepSessionID, now)
-		return err
+		if ended, err = endUserSessions(ctx, tx, userID, keepSessionID, now); err != nil || then == nil {
+			return err
+		}
+		return then(tx)
 	})
 	if errors.Is(err, none) {
 		return nil, none

@@ -18,15 +18,30 @@ import (
 type Clock struct {
 	mu sync.Mutex
 	t  time.Time
+	// running: Now is the real time plus every Advance (t holds the offset
+	// from start).
+	running bool
+	start   time.Time
 }
 
-// NewClock starts at the current second.
+// NewClock starts at the current second and stands still until Advance.
 func NewClock() *Clock { return &Clock{t: time.Now().UTC().Truncate(time.Second)} }
+
+// NewRunningClock follows the real clock, moved on by every Advance: for
+// tests of what runs in the background on its own schedule (the outbox's
+// retries) that also need to jump ahead (a token's expiry).
+func NewRunningClock() *Clock {
+	now := time.Now().UTC()
+	return &Clock{t: now, running: true, start: now}
+}
 
 // Now returns the clock's time.
 func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.running {
+		return c.t.Add(time.Since(c.start))
+	}
 	return c.t
 }
 
@@ -60,7 +75,9 @@ type Kit struct {
 	Revocations *auth.Revocations
 	// StopListening stops the revocation listener, as a lost connection would.
 	StopListening func()
-	heartbeat     time.Duration
+	// StopSender stops the outbox's sender (when KitOptions.Mailer started one).
+	StopSender func()
+	heartbeat  time.Duration
 }
 
 // KitOptions change a Kit's defaults.
@@ -80,6 +97,13 @@ type KitOptions struct {
 	// Heartbeat is the revocation listener's heartbeat interval (default a
 	// minute: only tests of the heartbeat itself want a short one).
 	Heartbeat time.Duration
+	// Mailer, when set, delivers the outbox: the Kit runs the service's
+	// sender (with Sender's settings) until the test ends.
+	Mailer auth.Mailer
+	Sender auth.SenderConfig
+	// ManualSender leaves starting the sender to the test (StartSender),
+	// for one that installs hooks first.
+	ManualSender bool
 }
 
 // NewKit wires a service on a fresh database (or opts.Pool, to share one).
@@ -107,7 +131,10 @@ func NewKit(tb testing.TB, opts KitOptions) *Kit {
 		Keys:   auth.KeyConfig{Alg: auth.AlgEdDSA},
 		Issuer: Issuer, Audience: Audience, Leeway: opts.Leeway,
 		InMemoryRevocations: !opts.NoRevocations, Log: log, Now: clock.Now,
+		Mailer: opts.Mailer, Sender: opts.Sender,
 	}
+	o.Email.LinkBase = Issuer + "/account"
+	o.Email.From = "Accounts <no-reply@test.local>"
 	if opts.Config != nil {
 		opts.Config(&o.Config)
 	}
@@ -127,11 +154,24 @@ func NewKit(tb testing.TB, opts KitOptions) *Kit {
 		heartbeat = time.Minute
 	}
 	k := &Kit{Pool: pool, Store: st, Clock: clock, Keys: svc.Keys(), Service: svc, Config: o.Config, Log: log,
-		Revocations: svc.Revocations(), StopListening: func() {}, heartbeat: heartbeat}
+		Revocations: svc.Revocations(), StopListening: func() {}, StopSender: func() {}, heartbeat: heartbeat}
 	if k.Revocations != nil {
 		k.StartListening(tb)
 	}
+	if opts.Mailer != nil && !opts.ManualSender {
+		k.StartSender(tb)
+	}
 	return k
+}
+
+// StartSender runs the outbox's sender until tb ends (or StopSender).
+func (k *Kit) StartSender(tb testing.TB) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { k.Service.RunSender(ctx); close(done) }()
+	var once sync.Once
+	k.StopSender = func() { once.Do(func() { cancel(); <-done }) }
+	tb.Cleanup(k.StopSender)
 }
 
 // StartListening runs the revocation listener until tb ends (or

@@ -1,0 +1,4 @@
+package mail
+
+// CheckHeaders is checkHeaders, for the external tests.
+var CheckHeaders = checkHeaders
