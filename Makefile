@@ -1,4 +1,4 @@
-.PHONY: run test fuzz bench build vet devdb-stop docker-up
+.PHONY: run test blackbox fuzz bench build vet devdb-stop docker-up
 
 # Serve on http://localhost:8080; without DATABASE_URL a private development
 # PostgreSQL is started in .data/ (needs the PostgreSQL server binaries).
@@ -8,6 +8,11 @@ run:
 # Every test with -race against a real PostgreSQL (see scripts/test.sh).
 test:
 	scripts/test.sh
+
+# The built binary over HTTP against Debian's aiosmtpd (python3-aiosmtpd):
+# signup, verification, reset and "this wasn't me" with real mail.
+blackbox:
+	scripts/blackbox-mail.sh
 
 # Every fuzz target for FUZZTIME each (default 30s); seeds in testdata/fuzz.
 fuzz:
