@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/golang-migrate/migrate/v4"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -195,4 +199,100 @@ func warnUnsealedKeys(cfg Config, log *slog.Logger) {
 	if cfg.JWTAlg != auth.AlgHS256 && cfg.KEK == nil {
 		log.Warn("KEY_ENCRYPTION_KEY is not set: private signing keys are stored unencrypted in the database")
 	}
+}
+
+const clientsSynopsis = "server clients add ID --public|--confidential | server clients list | server clients remove ID"
+
+// cmdClients manages the OAuth clients. The flags of add may come before
+// or after the id.
+func cmdClients(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var pos []string
+	kind := ""
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--help":
+			fmt.Fprintf(stderr, "Usage: %s\n", clientsSynopsis)
+			return flag.ErrHelp
+		case "--public", "-public", "--confidential", "-confidential":
+			if kind != "" {
+				return usageError(stderr, clientsSynopsis, "give one of --public and --confidential")
+			}
+			kind = strings.TrimLeft(a, "-")
+		default:
+			if strings.HasPrefix(a, "-") {
+				return usageError(stderr, clientsSynopsis, "unknown flag %q", a)
+			}
+			pos = append(pos, a)
+		}
+	}
+	if len(pos) == 0 {
+		return usageError(stderr, clientsSynopsis, "clients takes add, list or remove")
+	}
+	switch {
+	case pos[0] == "add" && (len(pos) != 2 || kind == ""):
+		return usageError(stderr, clientsSynopsis, "clients add takes an ID and --public or --confidential")
+	case pos[0] == "remove" && (len(pos) != 2 || kind != ""):
+		return usageError(stderr, clientsSynopsis, "clients remove takes an ID")
+	case pos[0] == "list" && (len(pos) != 1 || kind != ""):
+		return usageError(stderr, clientsSynopsis, "clients list takes no argument")
+	case pos[0] != "add" && pos[0] != "remove" && pos[0] != "list":
+		return usageError(stderr, clientsSynopsis, "clients takes add, list or remove, not %q", pos[0])
+	}
+	if pos[0] == "add" && !auth.ValidClientID(pos[1]) {
+		return usageError(stderr, clientsSynopsis, "ID must be 1-64 letters, digits, '.', '_', '~' or '-', starting with a letter or digit")
+	}
+	cfg, log, pool, err := setup(ctx, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	svc, err := auth.New(ctx, store.New(pool), serviceOptions(cfg, log))
+	if err != nil {
+		return err
+	}
+	switch pos[0] {
+	case "add":
+		cl, secret, err := svc.AddClient(ctx, pos[1], kind == "confidential")
+		if errors.Is(err, auth.ErrClientExists) {
+			return fmt.Errorf("a client %q exists already", pos[1])
+		}
+		if err != nil {
+			return err
+		}
+		if !cl.Confidential {
+			fmt.Fprintf(stdout, "public client %s added (it identifies itself with client_id=%s)\n", cl.ID, cl.ID)
+			return nil
+		}
+		fmt.Fprintf(stdout, "confidential client %s added; its secret, shown this once (only its hash is kept):\n%s\n", cl.ID, secret)
+	case "remove":
+		err := svc.RemoveClient(ctx, pos[1])
+		switch {
+		case errors.Is(err, auth.ErrForbidden):
+			return fmt.Errorf("the built-in client %q cannot be removed", auth.ClientAccounts)
+		case errors.Is(err, auth.ErrNotFound):
+			return fmt.Errorf("no client %q", pos[1])
+		case err != nil:
+			return err
+		}
+		fmt.Fprintf(stdout, "client %s removed; its sessions ended\n", pos[1])
+	case "list":
+		cls, err := svc.ListClients(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tTYPE\tCREATED")
+		for _, c := range cls {
+			typ := "public"
+			if c.Confidential {
+				typ = "confidential"
+			}
+			if c.ID == auth.ClientAccounts {
+				typ += " (built in)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", c.ID, typ, c.CreatedAt.Format(time.RFC3339))
+		}
+		return tw.Flush()
+	}
+	return nil
 }

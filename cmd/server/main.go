@@ -5,6 +5,7 @@
 //	server keys rotate              add a signing key that signs from now on
 //	server keys reseal              re-encrypt private keys with KEY_ENCRYPTION_KEY
 //	server users set-role EMAIL ROLE
+//	server clients add ID --public|--confidential, list, remove ID
 //
 // Configuration is by environment only; see README.md.
 package main
@@ -50,6 +51,10 @@ const usage = `Usage:
   server keys reseal                  seal the private keys with KEY_ENCRYPTION_KEY
                                       (opening them with OLD_KEY_ENCRYPTION_KEY if needed)
   server users set-role EMAIL ROLE    set a user's role (user or admin)
+  server clients add ID --public|--confidential
+                                      register an OAuth client (a confidential one's secret is printed once)
+  server clients list                 list the OAuth clients
+  server clients remove ID            remove a client and end its sessions
 
 Configuration is read from the environment; DATABASE_URL is required.
 Run "server COMMAND -h" for a command's help.
@@ -73,6 +78,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdKeys(ctx, rest, getenv, stdout, stderr)
 	case "users":
 		return cmdUsers(ctx, rest, getenv, stdout, stderr)
+	case "clients":
+		return cmdClients(ctx, rest, getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return flag.ErrHelp

@@ -114,7 +114,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	tlsOn := cfg.TLSCertFile != ""
 	handler := httpapi.NewServer(httpapi.Deps{
 		Log: log, Service: svc, Keys: svc.Keys(), Ready: st.Ping, TrustedProxies: cfg.TrustedProxies,
-		CORSOrigins: cfg.CORSOrigins, HSTS: tlsOn, Metrics: reg,
+		CORSOrigins: cfg.CORSOrigins, HSTS: tlsOn, Metrics: reg, Issuer: cfg.Issuer,
 	})
 	srv := &http.Server{
 		Handler:           handler,

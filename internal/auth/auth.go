@@ -133,6 +133,9 @@ type Principal struct {
 	Role      string
 	IssuedAt  time.Time
 	ExpiresAt time.Time
+	// ClientID is the token's client_id claim ("" in tokens of releases
+	// before it: the built-in client's).
+	ClientID string
 	// User is the account read in the same query as the revocation check,
 	// when that query ran (else zero: Me then looks it up); it holds no
 	// password hash or session epoch.

@@ -58,8 +58,10 @@ type Service struct {
 	// never changes user, so an entry never goes stale; whether the session
 	// has ended is the revocation state's business.
 	sessions *boundedMap[string]
-	metrics  Metrics
-	hooks    hooks
+	// sessionClients maps session ids to their client (which never changes).
+	sessionClients *boundedMap[string]
+	metrics        Metrics
+	hooks          hooks
 
 	// emailKeys key the hashes of addresses and one-time codes.
 	emailKeys emailKeys
@@ -147,8 +149,8 @@ func New(ctx context.Context, store Store, o Options) (*Service, error) {
 	s := &Service{store: store, keys: ring, cfg: o.Config, now: o.Now, log: o.Log, metrics: o.Metrics,
 		tokens: NewTokens(ring, o.Issuer, o.Audience, o.AccessTTL, o.Leeway, o.Now),
 		slots:  make(chan struct{}, o.HashSlots), users: newUserCache(maxCachedUsers),
-		sessions: newBoundedMap[string](maxCachedSessions, nil),
-		mailer:   o.Mailer, sender: o.Sender.withDefaults(), wake: make(chan struct{}, 1)}
+		sessions: newBoundedMap[string](maxCachedSessions, nil), sessionClients: newBoundedMap[string](maxCachedSessions, nil),
+		mailer: o.Mailer, sender: o.Sender.withDefaults(), wake: make(chan struct{}, 1)}
 	if s.emailKeys, err = loadEmailKeys(ctx, store, o.Keys.KEK); err != nil {
 		return nil, err
 	}

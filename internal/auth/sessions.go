@@ -29,7 +29,7 @@ func (s *Service) openSession(ctx context.Context, u User, c Client) (TokenPair,
 	if refreshExp.After(expires) {
 		refreshExp = expires
 	}
-	ended, err := s.store.CreateSession(ctx, NewSession{ID: sid, UserID: u.ID, Epoch: u.SessionEpoch,
+	ended, err := s.store.CreateSession(ctx, NewSession{ID: sid, UserID: u.ID, ClientID: ClientAccounts, Epoch: u.SessionEpoch,
 		MaxSessions: s.cfg.MaxSessions, Now: now, ExpiresAt: expires,
 		RefreshHash: rt.Hash[:], RefreshExpiresAt: refreshExp, LegacyToken: s.cfg.LegacyRefreshTokens, Client: c})
 	if errors.Is(err, ErrNotFound) {
@@ -43,32 +43,54 @@ func (s *Service) openSession(ctx context.Context, u User, c Client) (TokenPair,
 		s.record(ctx, Event{Type: EventSessionDeleted, UserID: u.ID, SessionID: old, Client: c,
 			Detail: map[string]any{"reason": "max_sessions"}})
 	}
-	pair, err := s.pair(u.ID, sid, u.Role, text, refreshExp)
+	s.sessionClients.put(sid, ClientAccounts)
+	pair, err := s.pair(ClientAccounts, u.ID, sid, u.Role, text, refreshExp)
 	return pair, sid, err
 }
 
 // pair issues an access token that never outlives its session (notAfter),
 // so that a token's session cannot expire under it. expires_in is the
 // token's own exp − iat.
-func (s *Service) pair(userID, sid, role, refresh string, notAfter time.Time) (TokenPair, error) {
-	it, err := s.tokens.Issue(userID, sid, role, notAfter)
+func (s *Service) pair(clientID, userID, sid, role, refresh string, notAfter time.Time) (TokenPair, error) {
+	it, err := s.tokens.IssueFor(clientID, userID, sid, role, notAfter)
 	if err != nil {
 		return TokenPair{}, err
 	}
 	return TokenPair{AccessToken: it.Token, ExpiresIn: it.ExpiresIn(), RefreshToken: refresh}, nil
 }
 
-// Refresh spends a refresh token and returns its successor. A format-2
-// token is settled on its session's row; a format-1 one through its own
-// row, its session moved to format 2 on the way unless
-// Config.LegacyRefreshTokens.
+// Refresh spends a refresh token of the built-in client's (the JSON API's
+// /v1/token/refresh) and returns its successor. A format-2 token is
+// settled on its session's row; a format-1 one through its own row, its
+// session moved to format 2 on the way unless Config.LegacyRefreshTokens.
 // Returns *ValidationError or ErrInvalidGrant.
 func (s *Service) Refresh(ctx context.Context, token string, c Client) (TokenPair, error) {
+	return s.refresh(ctx, ClientAccounts, token, c)
+}
+
+// refresh is a refresh by clientID: a token of another client's session
+// is ErrInvalidGrant before anything is written.
+func (s *Service) refresh(ctx context.Context, clientID, token string, c Client) (TokenPair, error) {
 	if token == "" {
 		return TokenPair{}, Invalid("refresh_token", "is required")
 	}
 	presented, ok := parseRefreshToken(token)
 	if !ok {
+		return TokenPair{}, ErrInvalidGrant
+	}
+	// Whose is it? Format-1 tokens are all the built-in client's (no other
+	// client had sessions then); a session's client never changes.
+	owner := ClientAccounts
+	if !presented.legacy() {
+		var err error
+		if owner, err = s.sessionClient(ctx, presented.SessionID); errors.Is(err, ErrNotFound) {
+			return TokenPair{}, ErrInvalidGrant
+		} else if err != nil {
+			return TokenPair{}, err
+		}
+	}
+	if owner != clientID {
+		s.metrics.Refresh(RotateInvalid)
 		return TokenPair{}, ErrInvalidGrant
 	}
 	next, err := newSecret()
@@ -98,13 +120,13 @@ func (s *Service) Refresh(ctx context.Context, token string, c Client) (TokenPai
 	}
 	switch res.Outcome {
 	case RotateRotated:
-		return s.refreshPair(res, next)
+		return s.refreshPair(clientID, res, next)
 	case RotateGrace:
 		succ, err := openSuccessor(presented, res.Sealed)
 		if err != nil {
 			return TokenPair{}, ErrInvalidGrant
 		}
-		return s.refreshPair(res, succ)
+		return s.refreshPair(clientID, res, succ)
 	case RotateReuse:
 		s.revoke(Revocation{Kind: EndedSession, ID: res.SessionID, At: s.now()})
 		s.record(ctx, Event{Type: EventRefreshReuse, UserID: res.UserID, SessionID: res.SessionID, Client: c,
@@ -118,7 +140,7 @@ func (s *Service) Refresh(ctx context.Context, token string, c Client) (TokenPai
 // refreshPair is pair for a rotation, with the successor in its format: a
 // session whose end is less than a second away gets no token that would be
 // dead on arrival.
-func (s *Service) refreshPair(res RotateResult, successor refreshToken) (TokenPair, error) {
+func (s *Service) refreshPair(clientID string, res RotateResult, successor refreshToken) (TokenPair, error) {
 	text := successor.legacyText()
 	if res.OnSessionRow {
 		var err error
@@ -126,7 +148,7 @@ func (s *Service) refreshPair(res RotateResult, successor refreshToken) (TokenPa
 			return TokenPair{}, err
 		}
 	}
-	pair, err := s.pair(res.UserID, res.SessionID, res.Role, text, res.ExpiresAt)
+	pair, err := s.pair(clientID, res.UserID, res.SessionID, res.Role, text, res.ExpiresAt)
 	if errors.Is(err, errNoTimeLeft) {
 		return TokenPair{}, ErrInvalidGrant
 	}

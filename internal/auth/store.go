@@ -63,6 +63,25 @@ type Store interface {
 	// good. Returns ErrNotFound when the user is gone.
 	AccessState(ctx context.Context, userID, sessionID, jti string, now time.Time) (AccessState, error)
 
+	// AddClient stores a client. Returns ErrClientExists.
+	AddClient(ctx context.Context, c OAuthClient) error
+	// ListClients lists every client by id.
+	ListClients(ctx context.Context) ([]OAuthClient, error)
+	// ClientByID returns ErrNotFound.
+	ClientByID(ctx context.Context, id string) (OAuthClient, error)
+	// RemoveClient deletes a client and ends its live sessions, in one
+	// transaction, returning their ids. Returns ErrNotFound.
+	RemoveClient(ctx context.Context, id string, now time.Time) ([]string, error)
+	// SessionClient is the client a session belongs to. Returns ErrNotFound.
+	SessionClient(ctx context.Context, sessionID string) (string, error)
+	// RefreshTokenSession finds the live session whose live or just-spent
+	// refresh token has this hash (a format-2 token names its session,
+	// sessionID; a format-1 one, sessionID "", is found by its own row).
+	// Returns ErrNotFound.
+	RefreshTokenSession(ctx context.Context, sessionID string, hash []byte) (SessionOwner, error)
+	// RevokeAccessToken revokes one access token's jti until it expires.
+	RevokeAccessToken(ctx context.Context, jti string, expires time.Time) error
+
 	// RecordEvent appends to the audit trail.
 	RecordEvent(ctx context.Context, e Event) error
 	// ListEvents pages the audit trail newest first: the user's events, or
@@ -81,6 +100,8 @@ type Store interface {
 type NewSession struct {
 	ID     string
 	UserID string
+	// ClientID is the OAuth client the session belongs to.
+	ClientID string
 	// Epoch is the user's session epoch when the password was verified:
 	// the session is opened only if it is still current.
 	Epoch int64

@@ -29,6 +29,9 @@ type accessClaims struct {
 	ID        string           `json:"jti,omitempty"`
 	SID       string           `json:"sid"`
 	Role      string           `json:"role"`
+	// ClientID is the OAuth client the session belongs to (RFC 9068 §2.2);
+	// absent from tokens of releases before it (the built-in client's).
+	ClientID string `json:"client_id,omitempty"`
 }
 
 type numericDate struct{ jwt.NumericDate }
@@ -143,12 +146,20 @@ func (it IssuedToken) ExpiresIn() int { return int(it.ExpiresAt.Unix() - it.Issu
 // session ends within that second.
 var errNoTimeLeft = errors.New("issue token: the session ends within the second")
 
-// Issue signs an access token for a user's session, expiring after the
-// TTL or at notAfter (when not zero), whichever comes first. It refuses
-// claims that are not valid (a sub or sid that is not a UUID, an unknown
-// role) and a token that would have no whole second to live.
+// Issue is IssueFor the built-in client.
 func (t *Tokens) Issue(userID, sessionID, role string, notAfter time.Time) (IssuedToken, error) {
+	return t.IssueFor(ClientAccounts, userID, sessionID, role, notAfter)
+}
+
+// IssueFor signs an access token for a user's session of a client,
+// expiring after the TTL or at notAfter (when not zero), whichever comes
+// first. It refuses claims that are not valid (a sub or sid that is not a
+// UUID, an unknown role, a client id that cannot be one) and a token that
+// would have no whole second to live.
+func (t *Tokens) IssueFor(clientID, userID, sessionID, role string, notAfter time.Time) (IssuedToken, error) {
 	switch {
+	case !ValidClientID(clientID):
+		return IssuedToken{}, errors.New("issue token: client_id is not a client id")
 	case uuid.Validate(userID) != nil:
 		return IssuedToken{}, errors.New("issue token: sub is not a user id")
 	case uuid.Validate(sessionID) != nil:
@@ -180,6 +191,7 @@ func (t *Tokens) Issue(userID, sessionID, role string, notAfter time.Time) (Issu
 		ID:        base64.RawURLEncoding.EncodeToString(jti),
 		SID:       sessionID,
 		Role:      role,
+		ClientID:  clientID,
 	}
 	tok := jwt.NewWithClaims(jwt.GetSigningMethod(k.alg), claims)
 	tok.Header["kid"] = k.kid
@@ -256,5 +268,6 @@ func (t *Tokens) parse(ctx context.Context, raw string) (Principal, error) {
 		Role:      claims.Role,
 		IssuedAt:  claims.IssuedAt.Time,
 		ExpiresAt: claims.ExpiresAt.Time,
+		ClientID:  claims.ClientID,
 	}, nil
 }

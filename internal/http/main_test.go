@@ -73,7 +73,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{Log: k.Log, Service: k.Service, Keys: k.Keys, Ready: ready,
-		TrustedProxies: o.proxies, Metrics: reg}))
+		TrustedProxies: o.proxies, Metrics: reg, Issuer: testdb.Issuer}))
 	t.Cleanup(srv.Close)
 	return &env{Kit: k, srv: srv, client: openAPI(t).Client(t, srv.Client().Transport)}
 }

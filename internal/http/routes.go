@@ -14,6 +14,13 @@ func addRoutes(r chi.Router, d Deps) {
 	r.Method("GET", "/metrics", d.Metrics.Handler())
 	r.Get("/.well-known/jwks.json", handleJWKS(d.Keys))
 	r.Get("/openapi.yaml", handleOpenAPI())
+	r.Get("/.well-known/oauth-authorization-server", handleOAuthMetadata(d.Issuer))
+
+	r.Route("/oauth", func(r chi.Router) {
+		r.With(limited).Post("/token", handleOAuthToken(d.Log, d.Service))
+		r.With(limited).Post("/revoke", handleOAuthRevoke(d.Log, d.Service))
+		r.With(limited).Post("/introspect", handleOAuthIntrospect(d.Log, d.Service))
+	})
 
 	r.Route("/v1", func(r chi.Router) {
 		r.With(limited).Post("/signup", handleSignup(d.Log, d.Service))

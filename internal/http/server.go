@@ -32,6 +32,9 @@ type Deps struct {
 	CORSOrigins []string
 	// HSTS sends Strict-Transport-Security (when this server terminates TLS).
 	HSTS bool
+	// Issuer is JWT_ISSUER: the OAuth metadata's issuer and the base of its
+	// endpoints' URLs.
+	Issuer string
 }
 
 // Metrics receives the HTTP layer's counts (internal/metrics implements

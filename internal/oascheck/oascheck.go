@@ -62,7 +62,7 @@ type Checker struct {
 	allowAny  map[string]bool
 	checkReqs bool
 	// every and v1 are the headers the document's info.x-response-headers
-	// says every response (every one under /v1/) carries.
+	// says every response (every one under /v1/ and /oauth/) carries.
 	every, v1 []string
 }
 
@@ -261,14 +261,14 @@ func (c *Checker) checkResponse(ctx context.Context, in *openapi3filter.RequestV
 		out = append(out, fmt.Sprintf("response %d declares no content but has a %d-byte body (%s)", x.Status, len(x.ResponseBody), x.Header.Get("Content-Type")))
 	}
 	out = append(out, c.checkHeaders(respRef.Value, x.Header)...)
-	if strings.HasPrefix(x.Request.URL.Path, "/v1/") {
+	if p := x.Request.URL.Path; strings.HasPrefix(p, "/v1/") || strings.HasPrefix(p, "/oauth/") {
 		for _, name := range c.v1 {
 			if x.Header.Get(name) == "" {
-				out = append(out, fmt.Sprintf("missing header %s that every /v1/ response carries", name))
+				out = append(out, fmt.Sprintf("missing header %s that every /v1/ and /oauth/ response carries", name))
 			}
 		}
 		if cc := x.Header.Get("Cache-Control"); cc != "" && cc != "no-store" {
-			out = append(out, fmt.Sprintf("Cache-Control %q on a /v1/ response, want no-store", cc))
+			out = append(out, fmt.Sprintf("Cache-Control %q on a /v1/ or /oauth/ response, want no-store", cc))
 		}
 	}
 	return out

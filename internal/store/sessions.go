@@ -18,15 +18,15 @@ const lockUser = `SELECT session_epoch FROM users WHERE id = $1 FOR NO KEY UPDAT
 // createSession stores a session with its first refresh token on its row
 // (format 2).
 const createSession = `
-INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, idle_expires_at, user_agent, ip, rt_hash)
-VALUES ($1, $2, $3, $3, $4, $6, $7, $8, $5)`
+INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, idle_expires_at, user_agent, ip, rt_hash, client_id)
+VALUES ($1, $2, $3, $3, $4, $6, $7, $8, $5, $9)`
 
 // createLegacySession stores a session and its first refresh token in a
 // row of its own (format 1).
 const createLegacySession = `
 WITH s AS (
-    INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, idle_expires_at, user_agent, ip)
-    VALUES ($1, $2, $3, $3, $4, $6, $7, $8)
+    INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, idle_expires_at, user_agent, ip, client_id)
+    VALUES ($1, $2, $3, $3, $4, $6, $7, $8, $9)
     RETURNING id
 )
 INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at)
@@ -80,8 +80,12 @@ func (s *Store) CreateSession(ctx context.Context, n auth.NewSession) ([]string,
 		if n.LegacyToken {
 			insert = createLegacySession
 		}
+		clientID := n.ClientID
+		if clientID == "" {
+			clientID = auth.ClientAccounts
+		}
 		if _, err := tx.Exec(ctx, insert, n.ID, n.UserID, n.Now, n.ExpiresAt, n.RefreshHash,
-			n.RefreshExpiresAt, n.Client.UserAgent, n.Client.IP); err != nil {
+			n.RefreshExpiresAt, n.Client.UserAgent, n.Client.IP, clientID); err != nil {
 			return err
 		}
 		if n.MaxSessions > 0 {
