@@ -157,15 +157,11 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 	if !auth.ValidRole(role) {
 		return usageError(stderr, "server users set-role EMAIL ROLE", "ROLE must be user or admin, not %q", role)
 	}
-	cfg, log, pool, err := setup(ctx, getenv, stderr)
+	svc, done, err := openService(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	svc, err := auth.New(ctx, store.New(pool), serviceOptions(cfg, log))
-	if err != nil {
-		return err
-	}
+	defer done()
 	u, err := svc.SetRole(ctx, email, role, auth.Client{})
 	if errors.Is(err, auth.ErrNotFound) {
 		return fmt.Errorf("no user with email %q", email)
@@ -241,15 +237,11 @@ func cmdClients(ctx context.Context, args []string, getenv func(string) string, 
 	if pos[0] == "add" && !auth.ValidClientID(pos[1]) {
 		return usageError(stderr, clientsSynopsis, "ID must be 1-64 letters, digits, '.', '_', '~' or '-', starting with a letter or digit")
 	}
-	cfg, log, pool, err := setup(ctx, getenv, stderr)
+	svc, done, err := openService(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	svc, err := auth.New(ctx, store.New(pool), serviceOptions(cfg, log))
-	if err != nil {
-		return err
-	}
+	defer done()
 	switch pos[0] {
 	case "add":
 		cl, secret, err := svc.AddClient(ctx, pos[1], kind == "confidential")
@@ -295,4 +287,19 @@ func cmdClients(ctx context.Context, args []string, getenv func(string) string, 
 		return tw.Flush()
 	}
 	return nil
+}
+
+// openService connects and builds the service for a one-shot command;
+// done closes the connections.
+func openService(ctx context.Context, getenv func(string) string, stderr io.Writer) (*auth.Service, func(), error) {
+	cfg, log, pool, err := setup(ctx, getenv, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	svc, err := auth.New(ctx, store.New(pool), serviceOptions(cfg, log))
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return svc, pool.Close, nil
 }

@@ -260,13 +260,7 @@ func validCode(code string) bool {
 // work whatever the address (records the intent), so it tells nothing.
 // Returns *ValidationError.
 func (s *Service) RequestVerification(ctx context.Context, email string, c Client) error {
-	e, err := NormalizeEmail(email)
-	if err != nil {
-		return err
-	}
-	m := s.intent(MailVerification, c)
-	m.AddressKey = s.addressKey(e)
-	return s.queue(ctx, m)
+	return s.queueFor(ctx, MailVerification, email, c)
 }
 
 // RequestOwnVerification queues a verification mail to the caller's own
@@ -280,11 +274,17 @@ func (s *Service) RequestOwnVerification(ctx context.Context, p Principal, c Cli
 // ForgotPassword queues a reset mail to the account with this address, if
 // there is one; the same work whatever the address. Returns *ValidationError.
 func (s *Service) ForgotPassword(ctx context.Context, email string, c Client) error {
+	return s.queueFor(ctx, MailReset, email, c)
+}
+
+// queueFor records an intent of kind k for whichever account has this
+// address: the keyed hash of the address, never a look-up.
+func (s *Service) queueFor(ctx context.Context, k MailKind, email string, c Client) error {
 	e, err := NormalizeEmail(email)
 	if err != nil {
 		return err
 	}
-	m := s.intent(MailReset, c)
+	m := s.intent(k, c)
 	m.AddressKey = s.addressKey(e)
 	return s.queue(ctx, m)
 }
