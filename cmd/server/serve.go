@@ -115,6 +115,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	handler := httpapi.NewServer(httpapi.Deps{
 		Log: log, Service: svc, Keys: svc.Keys(), Ready: st.Ping, TrustedProxies: cfg.TrustedProxies,
 		CORSOrigins: cfg.CORSOrigins, HSTS: tlsOn, Metrics: reg, Issuer: cfg.Issuer,
+		AccountPages: cfg.AccountPages,
 	})
 	srv := &http.Server{
 		Handler:           handler,

@@ -15,6 +15,9 @@ func addRoutes(r chi.Router, d Deps) {
 	r.Get("/.well-known/jwks.json", handleJWKS(d.Keys))
 	r.Get("/openapi.yaml", handleOpenAPI())
 	r.Get("/.well-known/oauth-authorization-server", handleOAuthMetadata(d.Issuer))
+	if d.AccountPages {
+		r.Mount("/account", accountPages(d))
+	}
 
 	r.Route("/oauth", func(r chi.Router) {
 		r.With(limited).Post("/token", handleOAuthToken(d.Log, d.Service))

@@ -35,6 +35,8 @@ type Deps struct {
 	// Issuer is JWT_ISSUER: the OAuth metadata's issuer and the base of its
 	// endpoints' URLs.
 	Issuer string
+	// AccountPages serves the account pages at /account/ (ACCOUNT_PAGES).
+	AccountPages bool
 }
 
 // Metrics receives the HTTP layer's counts (internal/metrics implements
