@@ -38,7 +38,7 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 		}
 	}
 
-	h := NewServer(Deps{Log: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	h := NewServer(Deps{Log: slog.New(slog.NewJSONHandler(io.Discard, nil)), AccountPages: true})
 	var served []string
 	err = chi.Walk(h.(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		served = append(served, method+" "+strings.TrimSuffix(route, "/"))
