@@ -123,6 +123,10 @@ type TokenPair struct {
 	AccessToken  string
 	ExpiresIn    int
 	RefreshToken string
+	// RefreshExpiresIn is how many seconds the refresh token has left: what
+	// is left of its session, or less when it expires unused before that
+	// (the browser cookie's Max-Age).
+	RefreshExpiresIn int
 }
 
 // Principal is the verified bearer of an access token.

@@ -217,7 +217,6 @@ func (s *Service) RevokeToken(ctx context.Context, cl OAuthClient, token string,
 	if token == "" {
 		return Invalid("token", "is required")
 	}
-	now := s.now()
 	if strings.Count(token, ".") == 2 {
 		p, err := s.tokens.Verify(ctx, token)
 		if err != nil || clientOf(p) != cl.ID {
@@ -231,23 +230,10 @@ func (s *Service) RevokeToken(ctx context.Context, cl OAuthClient, token string,
 			Detail: map[string]any{"client_id": cl.ID, "token_type": "access_token"}})
 		return nil
 	}
-	rt, ok := parseRefreshToken(token)
-	if !ok {
-		return nil
-	}
-	owner, err := s.store.RefreshTokenSession(ctx, rt.SessionID, rt.Hash[:])
-	if errors.Is(err, ErrNotFound) || err == nil && owner.ClientID != cl.ID {
-		return nil
-	}
-	if err != nil {
+	owner, ended, err := s.endSessionOf(ctx, cl.ID, token)
+	if err != nil || !ended {
 		return err
 	}
-	if err := s.store.EndSession(ctx, owner.UserID, owner.SessionID, now); errors.Is(err, ErrNotFound) {
-		return nil // ended meanwhile
-	} else if err != nil {
-		return err
-	}
-	s.revoke(Revocation{Kind: EndedSession, ID: owner.SessionID, At: now})
 	s.record(ctx, Event{Type: EventTokenRevoked, UserID: owner.UserID, SessionID: owner.SessionID, Client: c,
 		Detail: map[string]any{"client_id": cl.ID, "token_type": "refresh_token"}})
 	return nil

@@ -56,7 +56,8 @@ func (s *Service) pair(clientID, userID, sid, role, refresh string, notAfter tim
 	if err != nil {
 		return TokenPair{}, err
 	}
-	return TokenPair{AccessToken: it.Token, ExpiresIn: it.ExpiresIn(), RefreshToken: refresh}, nil
+	left := int(notAfter.Sub(s.now()) / time.Second)
+	return TokenPair{AccessToken: it.Token, ExpiresIn: it.ExpiresIn(), RefreshToken: refresh, RefreshExpiresIn: left}, nil
 }
 
 // Refresh spends a refresh token of the built-in client's (the JSON API's
@@ -208,6 +209,42 @@ func (s *Service) Logout(ctx context.Context, p Principal, c Client) error {
 	s.revoke(Revocation{Kind: RevokedJTI, ID: p.JTI, At: p.ExpiresAt}, Revocation{Kind: EndedSession, ID: p.SessionID, At: now})
 	s.record(ctx, Event{Type: EventLogout, UserID: p.UserID, SessionID: p.SessionID, Client: c})
 	return nil
+}
+
+// LogoutByRefreshToken ends the session of a live refresh token of the
+// built-in client's (the browser cookie's). Anything else (unknown,
+// already dead, another client's) is left alone: logging out is done.
+func (s *Service) LogoutByRefreshToken(ctx context.Context, token string, c Client) error {
+	owner, ended, err := s.endSessionOf(ctx, ClientAccounts, token)
+	if err != nil || !ended {
+		return err
+	}
+	s.record(ctx, Event{Type: EventLogout, UserID: owner.UserID, SessionID: owner.SessionID, Client: c})
+	return nil
+}
+
+// endSessionOf ends the session of a live refresh token of clientID's,
+// reporting whether it ended one.
+func (s *Service) endSessionOf(ctx context.Context, clientID, token string) (SessionOwner, bool, error) {
+	rt, ok := parseRefreshToken(token)
+	if !ok {
+		return SessionOwner{}, false, nil
+	}
+	owner, err := s.store.RefreshTokenSession(ctx, rt.SessionID, rt.Hash[:])
+	if errors.Is(err, ErrNotFound) || err == nil && owner.ClientID != clientID {
+		return SessionOwner{}, false, nil
+	}
+	if err != nil {
+		return SessionOwner{}, false, err
+	}
+	now := s.now()
+	if err := s.store.EndSession(ctx, owner.UserID, owner.SessionID, now); errors.Is(err, ErrNotFound) {
+		return SessionOwner{}, false, nil // ended meanwhile
+	} else if err != nil {
+		return SessionOwner{}, false, err
+	}
+	s.revoke(Revocation{Kind: EndedSession, ID: owner.SessionID, At: now})
+	return owner, true, nil
 }
 
 // LogoutAll ends every session of the caller and revokes every access token

@@ -59,6 +59,7 @@ type envOptions struct {
 	kit     testdb.KitOptions
 	ready   func(context.Context) error
 	proxies []string
+	cors    []string
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -73,7 +74,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{Log: k.Log, Service: k.Service, Keys: k.Keys, Ready: ready,
-		TrustedProxies: o.proxies, Metrics: reg, Issuer: testdb.Issuer}))
+		TrustedProxies: o.proxies, CORSOrigins: o.cors, Metrics: reg, Issuer: testdb.Issuer}))
 	t.Cleanup(srv.Close)
 	return &env{Kit: k, srv: srv, client: openAPI(t).Client(t, srv.Client().Transport)}
 }

@@ -67,7 +67,7 @@ func NewServer(d Deps) http.Handler {
 		r.Use(hsts)
 	}
 	if len(d.CORSOrigins) > 0 {
-		r.Use(cors.Handler(cors.Options{
+		r.Use(exceptBrowser(cors.Handler(cors.Options{
 			AllowedOrigins: d.CORSOrigins,
 			AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodDelete},
 			AllowedHeaders: []string{"Authorization", "Content-Type", "X-Request-Id"},
@@ -75,7 +75,7 @@ func NewServer(d Deps) http.Handler {
 			// Bearer tokens, not cookies: no credentials mode.
 			AllowCredentials: false,
 			MaxAge:           600,
-		}))
+		})))
 	}
 	if len(d.TrustedProxies) > 0 {
 		r.Use(middleware.ClientIPFromXFF(d.TrustedProxies...))
