@@ -111,6 +111,19 @@ function textOf(eml) {
 }
 
 const seenMail = new Set();
+// skipMails waits until n mails to `to` with a link to `page` have come,
+// and sets them aside, so that mailLink returns a later one.
+async function skipMails(to, page, n) {
+  await until(n + ' mails to ' + to + ' with a link to ' + page, () => {
+    const found = readdirSync(MAIL_DIR).filter((f) => f.endsWith('.eml') && !seenMail.has(f)).filter((f) => {
+      const m = textOf(readFileSync(path.join(MAIL_DIR, f), 'utf8'));
+      return m.to.includes(to) && m.text.includes(BASE + '/account/' + page + '#token=');
+    });
+    if (found.length < n) return false;
+    for (const f of found) seenMail.add(f);
+    return true;
+  }, 30000);
+}
 // mailLink waits for a new mail to `to` whose text holds a link to the
 // account page `page` (a line of its own) and returns the link.
 async function mailLink(to, page) {
@@ -206,6 +219,25 @@ try {
     assert.ok(res.violations.some((v) => v.id === 'html-has-lang' && v.impact === 'serious'), 'axe missed a page without lang');
     await ctx.close();
     ok('axe runs and reports a serious violation where there is one');
+  }
+
+  // ---- without the script, a form leaks nothing ----
+  {
+    const ctx = await browser.newContext({ baseURL: BASE, javaScriptEnabled: false });
+    const p = await ctx.newPage();
+    for (const [url, field] of [['/account/signin', '#signin-password'], ['/account/signup', '#signup-password'],
+      ['/account/reset', '#reset-password'], ['/account/forgot', '#forgot-email']]) {
+      await p.goto(url);
+      await p.fill(field, 'a secret that must not travel in a URL');
+      const sent = p.waitForRequest((r) => r.isNavigationRequest() && r.url().startsWith(BASE + url) && r.method() !== 'GET');
+      await p.press(field, 'Enter');
+      const req = await sent;
+      assert.equal(req.method(), 'POST');
+      assert.equal(req.url(), BASE + url, 'the form sent a query string');
+      assert.equal((await req.response()).status(), 405);
+    }
+    await ctx.close();
+    ok('without the script, submitting a form is a POST to the page itself (405), never a query string');
   }
 
   // ---- sign up ----
@@ -417,6 +449,46 @@ try {
   assert.equal(JSON.parse(replay.body).error, 'invalid_grant');
   await audit(pa, 'signin', false);
   ok('log out: the cookie is cleared, and the saved cookie replayed to /v1/browser/refresh is 401 invalid_grant');
+
+  // ---- change the address, confirm from the new one, deny from the old one ----
+  // The two "password changed" notices (the change, the reset) carry a
+  // "this wasn't me" link too: set them aside.
+  await skipMails(EMAIL, 'deny', 2);
+  const MOVED = 'moved-' + EMAIL;
+  await pa.fill('#signin-email', EMAIL);
+  await pa.fill('#signin-password', PW3);
+  await pa.click('#signin-form button[type=submit]');
+  await pa.waitForURL(BASE + '/account/me');
+  await pa.locator('#me-account').waitFor();
+  await pa.fill('#change-email-new', MOVED);
+  await pa.fill('#change-email-password', 'not the password');
+  await pa.click('#change-email-form button[type=submit]');
+  await pa.locator('#change-email-password-error').filter({ hasText: 'not your current password' }).waitFor();
+  await pa.fill('#change-email-password', PW3);
+  await pa.click('#change-email-form button[type=submit]');
+  await pa.locator('#change-email-done').waitFor();
+  ok('change email: a wrong password is said next to its field; then the confirmation is on its way');
+  await pc.goto(await mailLink(MOVED, 'email'));
+  await pc.locator('#email-form .with-token').waitFor();
+  assert.ok(!pc.url().includes('token='));
+  await noTokenInStorage(pc, 'email');
+  await audit(pc, 'email-link');
+  await pc.click('#email-form button[type=submit]');
+  await pc.locator('#email-done').waitFor();
+  await pa.reload();
+  await pa.locator('#me-account').waitFor();
+  assert.equal(await pa.textContent('#me-email'), MOVED);
+  ok('confirm the email change with the link mailed to the new address; the account page shows it');
+  await pc.goto(await mailLink(EMAIL, 'deny'));
+  await pc.locator('#deny-form button:not([disabled])').waitFor();
+  assert.ok(!pc.url().includes('token='));
+  await pc.click('#deny-form button[type=submit]');
+  await pc.locator('#deny-done').waitFor();
+  await pa.locator('#me-signed-out').waitFor();
+  const after = await raw('POST', BASE + '/v1/login', { 'Content-Type': 'application/json' }, JSON.stringify({ email: EMAIL, password: PW3 }));
+  assert.equal(after.status, 401, 'the password still works after "this wasn\'t me"');
+  await mailLink(EMAIL, 'reset'); // the reset mail goes to the restored, old address
+  ok('"this wasn\'t me" from the old address\'s notice: every session ends (the page shows signed out), the password stops working, a reset mail goes to the old address');
 
   // ---- the pages not met on the way ----
   for (const [name, url] of [['email', '/account/email'], ['deny', '/account/deny'], ['verify-code', '/account/verify'],
