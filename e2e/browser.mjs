@@ -111,6 +111,7 @@ function textOf(eml) {
 }
 
 const seenMail = new Set();
+let lastMailText = ''; // the text part of the mail mailLink returned last
 // skipMails waits until n mails to `to` with a link to `page` have come,
 // and sets them aside, so that mailLink returns a later one.
 async function skipMails(to, page, n) {
@@ -135,6 +136,7 @@ async function mailLink(to, page) {
       const line = m.text.split(/\r?\n/).map((l) => l.trim()).find((l) => l.startsWith(BASE + '/account/' + page + '#token='));
       if (line) {
         seenMail.add(f);
+        lastMailText = m.text;
         return line;
       }
     }
@@ -488,7 +490,29 @@ try {
   const after = await raw('POST', BASE + '/v1/login', { 'Content-Type': 'application/json' }, JSON.stringify({ email: EMAIL, password: PW3 }));
   assert.equal(after.status, 401, 'the password still works after "this wasn\'t me"');
   await mailLink(EMAIL, 'reset'); // the reset mail goes to the restored, old address
+  const codes = lastMailText.match(/(?<![0-9])[0-9]{8}(?![0-9])/g);
+  assert.equal(codes && codes.length, 1, 'the reset mail holds one 8-digit code');
   ok('"this wasn\'t me" from the old address\'s notice: every session ends (the page shows signed out), the password stops working, a reset mail goes to the old address');
+
+  // ---- reset with the code instead of the link ----
+  await pc.goto('/account/reset');
+  assert.equal(await pc.getAttribute('#reset-code', 'autocomplete'), 'one-time-code');
+  await pc.fill('#reset-email', EMAIL);
+  await pc.fill('#reset-code', '00000000');
+  await pc.fill('#reset-password', PW1);
+  await pc.click('#reset-form button[type=submit]');
+  await pc.locator('#reset-form-error').filter({ hasText: 'does not work any more' }).waitFor();
+  await pc.fill('#reset-code', codes[0]);
+  await pc.click('#reset-form button[type=submit]');
+  await pc.locator('#reset-done').waitFor();
+  await pa.goto('/account/signin');
+  await pa.fill('#signin-email', EMAIL);
+  await pa.fill('#signin-password', PW1);
+  await pa.click('#signin-form button[type=submit]');
+  await pa.waitForURL(BASE + '/account/me');
+  await pa.locator('#me-account').waitFor();
+  assert.equal(await pa.textContent('#me-email'), EMAIL);
+  ok('reset with the address and the 8-digit code from the mail (a wrong code is explained); signed in again at the old address');
 
   // ---- the pages not met on the way ----
   for (const [name, url] of [['email', '/account/email'], ['deny', '/account/deny'], ['verify-code', '/account/verify'],

@@ -106,8 +106,10 @@
         err.textContent = msg;
         input.setAttribute('aria-invalid', 'true');
         first = first || input;
+      } else if (name === 'token') {
+        rest.push('Enter your address and the code from the mail, or open the link in the mail.');
       } else {
-        rest.push(text);
+        rest.push(name.charAt(0).toUpperCase() + name.slice(1).replace(/_/g, ' ') + ' ' + text + '.');
       }
     }
     const formErr = form.querySelector('.form-error');
@@ -511,6 +513,10 @@
     say('Loading your account…');
     refresh().then((ok) => (ok ? load() : null)).then(() => { if (!$('me-account').hidden) say(''); });
   };
+
+  // A page restored from the back-forward cache would show what it showed
+  // before (after a sign-out, say): load it afresh instead.
+  window.addEventListener('pageshow', (ev) => { if (ev.persisted) location.reload(); });
 
   const run = pages[document.body.dataset.page];
   if (run) run();
