@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -93,6 +94,10 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	reg := metrics.New()
 	opts := serviceOptions(cfg, log)
 	opts.InMemoryRevocations, opts.Metrics = true, reg
+	if !cfg.AccountPages && cfg.EmailLinkBase == strings.TrimRight(cfg.Issuer, "/")+"/account" {
+		log.Warn("ACCOUNT_PAGES=false but EMAIL_LINK_BASE points to them: mail links will not be found; set EMAIL_LINK_BASE to the product's own pages",
+			"links", cfg.EmailLinkBase)
+	}
 	if cfg.SMTPURL == "" {
 		log.Warn("SMTP_URL is not set: no mail is sent (verification, password reset and email-change mails wait in the outbox for an instance that has it)")
 	} else {

@@ -107,22 +107,6 @@ func noBody(r *http.Request) error {
 	return nil
 }
 
-func handleBrowserLogin(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		req, err := readJSON[credentials](w, r)
-		if err != nil {
-			writeError(w, r, log, err)
-			return
-		}
-		pair, err := svc.Login(r.Context(), req.Email, req.Password, client(r))
-		if err != nil {
-			writeError(w, r, log, err)
-			return
-		}
-		writeBrowserTokens(w, pair)
-	}
-}
-
 func handleBrowserRefresh(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := noBody(r); err != nil {

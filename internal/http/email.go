@@ -23,9 +23,13 @@ func redeemed(err error) error {
 	return err
 }
 
-// accepted is the answer of every request endpoint: 202 and an empty object.
-func accepted(w http.ResponseWriter) {
-	writeJSON(w, http.StatusAccepted, struct{}{})
+// accepted is the answer of every request endpoint unless err: 202 and an
+// empty object.
+func accepted(w http.ResponseWriter, err error) error {
+	if err == nil {
+		writeJSON(w, http.StatusAccepted, struct{}{})
+	}
+	return err
 }
 
 type emailRequest struct {
@@ -35,63 +39,40 @@ type emailRequest struct {
 // handleRequestVerification queues a verification mail: to the address in
 // the body, or with a bearer token (and no body) to the caller's own.
 func handleRequestVerification(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if len(r.Header.Values("Authorization")) > 0 {
-			tok, err := bearerToken(r)
-			if err != nil {
-				writeError(w, r, log, err)
-				return
-			}
-			p, err := svc.Authenticate(r.Context(), tok)
-			if err != nil {
-				writeError(w, r, log, err)
-				return
-			}
-			info(r.Context()).principal = p
-			if r.ContentLength != 0 || r.Header.Get("Content-Type") != "" {
-				req, err := readJSON[emailRequest](w, r)
-				if err != nil {
-					writeError(w, r, log, err)
-					return
-				}
-				if req.Email != "" {
-					writeError(w, r, log, auth.Invalid("email", "must not be sent with a bearer token: the mail goes to the caller's own address"))
-					return
-				}
-			}
-			if err := svc.RequestOwnVerification(r.Context(), p, client(r)); err != nil {
-				writeError(w, r, log, err)
-				return
-			}
-			accepted(w)
-			return
-		}
-		req, err := readJSON[emailRequest](w, r)
+	own := func(w http.ResponseWriter, r *http.Request) error {
+		p, err := authenticate(r, svc)
 		if err != nil {
-			writeError(w, r, log, err)
+			return err
+		}
+		if r.ContentLength != 0 || r.Header.Get("Content-Type") != "" {
+			req, err := readJSON[emailRequest](w, r)
+			if err != nil {
+				return err
+			}
+			if req.Email != "" {
+				return auth.Invalid("email", "must not be sent with a bearer token: the mail goes to the caller's own address")
+			}
+		}
+		return accepted(w, svc.RequestOwnVerification(r.Context(), p, client(r)))
+	}
+	byAddress := jsonHandler(log, func(w http.ResponseWriter, r *http.Request, req emailRequest) error {
+		return accepted(w, svc.RequestVerification(r.Context(), req.Email, client(r)))
+	})
+	return func(w http.ResponseWriter, r *http.Request) {
+		if len(r.Header.Values("Authorization")) == 0 {
+			byAddress(w, r)
 			return
 		}
-		if err := svc.RequestVerification(r.Context(), req.Email, client(r)); err != nil {
+		if err := own(w, r); err != nil {
 			writeError(w, r, log, err)
-			return
 		}
-		accepted(w)
 	}
 }
 
 func handleForgotPassword(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		req, err := readJSON[emailRequest](w, r)
-		if err != nil {
-			writeError(w, r, log, err)
-			return
-		}
-		if err := svc.ForgotPassword(r.Context(), req.Email, client(r)); err != nil {
-			writeError(w, r, log, err)
-			return
-		}
-		accepted(w)
-	}
+	return jsonHandler(log, func(w http.ResponseWriter, r *http.Request, req emailRequest) error {
+		return accepted(w, svc.ForgotPassword(r.Context(), req.Email, client(r)))
+	})
 }
 
 // redemption is a link token, or an address and a code.
@@ -106,18 +87,9 @@ func (r redemption) auth() auth.Redemption {
 }
 
 func handleVerifyEmail(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		req, err := readJSON[redemption](w, r)
-		if err != nil {
-			writeError(w, r, log, err)
-			return
-		}
-		if err := svc.VerifyEmail(r.Context(), req.auth(), client(r)); err != nil {
-			writeError(w, r, log, redeemed(err))
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}
+	return jsonHandler(log, func(w http.ResponseWriter, r *http.Request, req redemption) error {
+		return noContent(w, redeemed(svc.VerifyEmail(r.Context(), req.auth(), client(r))))
+	})
 }
 
 func handleResetPassword(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
@@ -127,19 +99,10 @@ func handleResetPassword(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
 		Code        string `json:"code"`
 		NewPassword string `json:"new_password"`
 	}
-	return func(w http.ResponseWriter, r *http.Request) {
-		req, err := readJSON[request](w, r)
-		if err != nil {
-			writeError(w, r, log, err)
-			return
-		}
+	return jsonHandler(log, func(w http.ResponseWriter, r *http.Request, req request) error {
 		red := auth.Redemption{Token: req.Token, Email: req.Email, Code: req.Code}
-		if err := svc.ResetPassword(r.Context(), red, req.NewPassword, client(r)); err != nil {
-			writeError(w, r, log, redeemed(err))
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}
+		return noContent(w, redeemed(svc.ResetPassword(r.Context(), red, req.NewPassword, client(r))))
+	})
 }
 
 func handleEmailChange(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
@@ -147,49 +110,22 @@ func handleEmailChange(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
 		NewEmail        string `json:"new_email"`
 		CurrentPassword string `json:"current_password"`
 	}
-	return func(w http.ResponseWriter, r *http.Request) {
-		req, err := readJSON[request](w, r)
-		if err != nil {
-			writeError(w, r, log, err)
-			return
-		}
-		if err := svc.RequestEmailChange(r.Context(), principal(r), req.NewEmail, req.CurrentPassword, client(r)); err != nil {
-			writeError(w, r, log, err)
-			return
-		}
-		accepted(w)
-	}
+	return jsonHandler(log, func(w http.ResponseWriter, r *http.Request, req request) error {
+		return accepted(w, svc.RequestEmailChange(r.Context(), principal(r), req.NewEmail, req.CurrentPassword, client(r)))
+	})
 }
 
 func handleConfirmEmailChange(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		req, err := readJSON[redemption](w, r)
-		if err != nil {
-			writeError(w, r, log, err)
-			return
-		}
-		if err := svc.ConfirmEmailChange(r.Context(), req.auth(), client(r)); err != nil {
-			writeError(w, r, log, redeemed(err))
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}
+	return jsonHandler(log, func(w http.ResponseWriter, r *http.Request, req redemption) error {
+		return noContent(w, redeemed(svc.ConfirmEmailChange(r.Context(), req.auth(), client(r))))
+	})
 }
 
 func handleDenyAccount(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
 	type request struct {
 		Token string `json:"token"`
 	}
-	return func(w http.ResponseWriter, r *http.Request) {
-		req, err := readJSON[request](w, r)
-		if err != nil {
-			writeError(w, r, log, err)
-			return
-		}
-		if err := svc.DenyAccount(r.Context(), req.Token, client(r)); err != nil {
-			writeError(w, r, log, redeemed(err))
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}
+	return jsonHandler(log, func(w http.ResponseWriter, r *http.Request, req request) error {
+		return noContent(w, redeemed(svc.DenyAccount(r.Context(), req.Token, client(r))))
+	})
 }

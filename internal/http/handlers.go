@@ -40,60 +40,66 @@ func writeTokens(w http.ResponseWriter, p auth.TokenPair) {
 		ExpiresIn: p.ExpiresIn, RefreshToken: p.RefreshToken})
 }
 
+// jsonHandler decodes a JSON body of type T and hands it to h; the error
+// h returns (before writing anything) is answered by writeError.
+func jsonHandler[T any](log *slog.Logger, h func(http.ResponseWriter, *http.Request, T) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		req, err := readJSON[T](w, r)
+		if err == nil {
+			err = h(w, r, req)
+		}
+		if err != nil {
+			writeError(w, r, log, err)
+		}
+	}
+}
+
+// noContent answers 204 unless err.
+func noContent(w http.ResponseWriter, err error) error {
+	if err == nil {
+		w.WriteHeader(http.StatusNoContent)
+	}
+	return err
+}
+
 type credentials struct {
 	Email    string `json:"email"`
 	Password string `json:"password"`
 }
 
 func handleSignup(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		req, err := readJSON[credentials](w, r)
-		if err != nil {
-			writeError(w, r, log, err)
-			return
-		}
+	return jsonHandler(log, func(w http.ResponseWriter, r *http.Request, req credentials) error {
 		u, err := svc.Signup(r.Context(), req.Email, req.Password, client(r))
-		if err != nil {
-			writeError(w, r, log, err)
-			return
+		if err == nil {
+			writeJSON(w, http.StatusCreated, viewUser(u))
 		}
-		writeJSON(w, http.StatusCreated, viewUser(u))
-	}
+		return err
+	})
 }
 
-func handleLogin(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		req, err := readJSON[credentials](w, r)
-		if err != nil {
-			writeError(w, r, log, err)
-			return
-		}
+// handleLogin opens a session; write answers with its tokens (the JSON
+// API's body, or cookie mode's cookie).
+func handleLogin(log *slog.Logger, svc *auth.Service, write func(http.ResponseWriter, auth.TokenPair)) http.HandlerFunc {
+	return jsonHandler(log, func(w http.ResponseWriter, r *http.Request, req credentials) error {
 		pair, err := svc.Login(r.Context(), req.Email, req.Password, client(r))
-		if err != nil {
-			writeError(w, r, log, err)
-			return
+		if err == nil {
+			write(w, pair)
 		}
-		writeTokens(w, pair)
-	}
+		return err
+	})
 }
 
 func handleRefresh(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
 	type request struct {
 		RefreshToken string `json:"refresh_token"`
 	}
-	return func(w http.ResponseWriter, r *http.Request) {
-		req, err := readJSON[request](w, r)
-		if err != nil {
-			writeError(w, r, log, err)
-			return
-		}
+	return jsonHandler(log, func(w http.ResponseWriter, r *http.Request, req request) error {
 		pair, err := svc.Refresh(r.Context(), req.RefreshToken, client(r))
-		if err != nil {
-			writeError(w, r, log, err)
-			return
+		if err == nil {
+			writeTokens(w, pair)
 		}
-		writeTokens(w, pair)
-	}
+		return err
+	})
 }
 
 func handleLogout(log *slog.Logger, svc *auth.Service) http.HandlerFunc {
@@ -177,18 +183,9 @@ func handleChangePassword(log *slog.Logger, svc *auth.Service) http.HandlerFunc 
 		CurrentPassword string `json:"current_password"`
 		NewPassword     string `json:"new_password"`
 	}
-	return func(w http.ResponseWriter, r *http.Request) {
-		req, err := readJSON[request](w, r)
-		if err != nil {
-			writeError(w, r, log, err)
-			return
-		}
-		if err := svc.ChangePassword(r.Context(), principal(r), req.CurrentPassword, req.NewPassword, client(r)); err != nil {
-			writeError(w, r, log, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}
+	return jsonHandler(log, func(w http.ResponseWriter, r *http.Request, req request) error {
+		return noContent(w, svc.ChangePassword(r.Context(), principal(r), req.CurrentPassword, req.NewPassword, client(r)))
+	})
 }
 
 // handlePage serves a cursor-paged listing as {"<key>": [...], "next_cursor": ...}.

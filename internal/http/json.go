@@ -53,8 +53,19 @@ func readJSON[T any](w http.ResponseWriter, r *http.Request) (T, error) {
 	if !jsonMediaType(r.Header.Get("Content-Type")) {
 		return v, errMediaType
 	}
+	// decodeStrict copies what it keeps: the buffer can go back to the pool.
+	err := readBody(w, r, errUnreadable, func(b []byte) error { return decodeStrict(b, &v) })
+	return v, err
+}
+
+var errUnreadable = badRequest("request body could not be read")
+
+// readBody reads a request body of at most MaxBodyBytes into a pooled
+// buffer and hands it to use, which must not keep it; unreadable is the
+// error for a body that breaks off.
+func readBody(w http.ResponseWriter, r *http.Request, unreadable error, use func([]byte) error) error {
 	if r.ContentLength > MaxBodyBytes {
-		return v, errTooLarge
+		return errTooLarge
 	}
 	buf := bodyBuffers.Get().(*bytes.Buffer)
 	defer func() {
@@ -64,15 +75,11 @@ func readJSON[T any](w http.ResponseWriter, r *http.Request) (T, error) {
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBodyBytes)); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return v, errTooLarge
+			return errTooLarge
 		}
-		return v, badRequest("request body could not be read")
+		return unreadable
 	}
-	// decodeStrict copies what it keeps: the buffer can go back to the pool.
-	if err := decodeStrict(buf.Bytes(), &v); err != nil {
-		return v, err
-	}
-	return v, nil
+	return use(buf.Bytes())
 }
 
 // bodyBuffers holds request-body buffers for reuse (each at most

@@ -154,20 +154,28 @@ func bearerToken(r *http.Request) (string, error) {
 func requireAuth(svc *auth.Service, log *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			tok, err := bearerToken(r)
-			if err != nil {
+			if _, err := authenticate(r, svc); err != nil {
 				writeError(w, r, log, err)
 				return
 			}
-			p, err := svc.Authenticate(r.Context(), tok)
-			if err != nil {
-				writeError(w, r, log, err)
-				return
-			}
-			info(r.Context()).principal = p
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// authenticate verifies the request's bearer token and records its
+// principal for the handler and the request log.
+func authenticate(r *http.Request, svc *auth.Service) (auth.Principal, error) {
+	tok, err := bearerToken(r)
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	p, err := svc.Authenticate(r.Context(), tok)
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	info(r.Context()).principal = p
+	return p, nil
 }
 
 func principal(r *http.Request) auth.Principal {

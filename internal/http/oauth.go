@@ -1,7 +1,6 @@
 package http
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"mime"
@@ -68,22 +67,15 @@ func readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 			return nil, oauthBad("invalid_request", "the body must be application/x-www-form-urlencoded (UTF-8)")
 		}
 	}
-	if r.ContentLength > MaxBodyBytes {
-		return nil, errTooLarge
+	var form url.Values
+	err = readBody(w, r, oauthBad("invalid_request", "the body could not be read"), func(b []byte) (err error) {
+		form, err = url.ParseQuery(string(b))
+		return err
+	})
+	var oe *oauthError
+	if errors.As(err, &oe) || errors.Is(err, errTooLarge) {
+		return nil, err
 	}
-	buf := bodyBuffers.Get().(*bytes.Buffer)
-	defer func() {
-		buf.Reset()
-		bodyBuffers.Put(buf)
-	}()
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBodyBytes)); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, errTooLarge
-		}
-		return nil, oauthBad("invalid_request", "the body could not be read")
-	}
-	form, err := url.ParseQuery(buf.String())
 	if err != nil {
 		return nil, oauthBad("invalid_request", "the body is not a well-formed form")
 	}

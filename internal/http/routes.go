@@ -27,14 +27,14 @@ func addRoutes(r chi.Router, d Deps) {
 
 	r.Route("/v1", func(r chi.Router) {
 		r.With(limited).Post("/signup", handleSignup(d.Log, d.Service))
-		r.With(limited).Post("/login", handleLogin(d.Log, d.Service))
+		r.With(limited).Post("/login", handleLogin(d.Log, d.Service, writeTokens))
 		r.With(limited).Post("/token/refresh", handleRefresh(d.Log, d.Service))
 		r.Route("/browser", func(r chi.Router) {
 			if len(d.CORSOrigins) > 0 {
 				r.Use(browserCORS(d.CORSOrigins))
 			}
 			r.Use(browserGuard(d.CORSOrigins))
-			r.With(limited).Post("/login", handleBrowserLogin(d.Log, d.Service))
+			r.With(limited).Post("/login", handleLogin(d.Log, d.Service, writeBrowserTokens))
 			r.With(limited).Post("/refresh", handleBrowserRefresh(d.Log, d.Service))
 			r.Post("/logout", handleBrowserLogout(d.Log, d.Service))
 		})
