@@ -96,6 +96,12 @@ function decodePart(h, body) {
 }
 
 // textOf finds the text/plain part of a message, however it is encoded.
+// addressOf is the bare address of a To header ("Name <a@b>" or "a@b").
+function addressOf(to) {
+  const m = /<([^>]+)>/.exec(to || '');
+  return (m ? m[1] : to || '').trim().toLowerCase();
+}
+
 function textOf(eml) {
   const [head, body] = splitHead(eml);
   const h = headersOf(head);
@@ -118,7 +124,7 @@ async function skipMails(to, page, n) {
   await until(n + ' mails to ' + to + ' with a link to ' + page, () => {
     const found = readdirSync(MAIL_DIR).filter((f) => f.endsWith('.eml') && !seenMail.has(f)).filter((f) => {
       const m = textOf(readFileSync(path.join(MAIL_DIR, f), 'utf8'));
-      return m.to.includes(to) && m.text.includes(BASE + '/account/' + page + '#token=');
+      return addressOf(m.to) === to.toLowerCase() && m.text.includes(BASE + '/account/' + page + '#token=');
     });
     if (found.length < n) return false;
     for (const f of found) seenMail.add(f);
@@ -132,7 +138,7 @@ async function mailLink(to, page) {
     for (const f of readdirSync(MAIL_DIR).filter((f) => f.endsWith('.eml'))) {
       if (seenMail.has(f)) continue;
       const m = textOf(readFileSync(path.join(MAIL_DIR, f), 'utf8'));
-      if (!m.to.includes(to)) continue;
+      if (addressOf(m.to) !== to.toLowerCase()) continue;
       const line = m.text.split(/\r?\n/).map((l) => l.trim()).find((l) => l.startsWith(BASE + '/account/' + page + '#token='));
       if (line) {
         seenMail.add(f);
