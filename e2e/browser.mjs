@@ -520,6 +520,51 @@ try {
   assert.equal(await pa.textContent('#me-email'), EMAIL);
   ok('reset with the address and the 8-digit code from the mail (a wrong code is explained); signed in again at the old address');
 
+  // ---- end another session from the list; then sign out everywhere ----
+  const d = await newContext();
+  const pd = await d.newPage();
+  await pd.goto('/account/signin');
+  await pd.fill('#signin-email', EMAIL);
+  await pd.fill('#signin-password', PW1);
+  await pd.click('#signin-form button[type=submit]');
+  await pd.waitForURL(BASE + '/account/me');
+  await pd.locator('#me-account').waitFor();
+  await pa.reload();
+  const other = pa.locator('#me-sessions li:not([data-current])');
+  await until('the other browser in the list', async () => (await other.count()) === 1);
+  await other.getByRole('button', { name: 'End this session' }).click();
+  await pa.locator('#me-status').filter({ hasText: 'has ended' }).waitFor();
+  await pd.locator('#me-signed-out').waitFor();
+  assert.equal(await pa.locator('#me-sessions li').count(), 1);
+  ok('end another session from the list: that browser shows signed out');
+  await pa.click('#me-logout-all');
+  await pa.locator('#me-signed-out').waitFor();
+  assert.equal(await cookieOf(a), undefined, 'the cookie outlived "sign out everywhere"');
+  ok('sign out everywhere: signed out, the cookie cleared');
+  await d.close();
+
+  // ---- what the API says, in words (answers made up by the test) ----
+  const answers = [
+    [429, { 'Retry-After': '120' }, 'too_many_requests', 'Too many attempts. Try again in 2 minutes.'],
+    [503, { 'Retry-After': '1' }, 'service_unavailable', 'The service is busy right now. Try again in 1 second.'],
+    [403, {}, 'email_not_verified', 'Verify your email address first'],
+    [0, {}, '', 'We could not reach the service'],
+  ];
+  await pc.goto('/account/signin');
+  for (const [status, headers, error, said] of answers) {
+    await pc.route(BASE + '/v1/browser/login', (route) => (status === 0 ? route.abort() : route.fulfill({
+      status, headers: { 'Content-Type': 'application/json', ...headers },
+      body: JSON.stringify({ error, error_description: 'made up by the test' }) })));
+    await pc.fill('#signin-email', EMAIL);
+    await pc.fill('#signin-password', PW1);
+    await pc.click('#signin-form button[type=submit]');
+    await pc.locator('#signin-form-error').filter({ hasText: said }).waitFor();
+    assert.equal(await pc.locator('#signin-resend').isVisible(), error === 'email_not_verified');
+    await pc.unroute(BASE + '/v1/browser/login');
+  }
+  await audit(pc, 'signin-not-verified-offline');
+  ok('429 (with how long to wait), 503, 403 email_not_verified (with a button to mail the link again) and no network are said in words');
+
   // ---- the pages not met on the way ----
   for (const [name, url] of [['email', '/account/email'], ['deny', '/account/deny'], ['verify-code', '/account/verify'],
     ['reset-code', '/account/reset'], ['not-found', '/account/no-such-page']]) {
