@@ -28,22 +28,17 @@ var pagesFS embed.FS
 const pageCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
 	"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
-// accountPage is one account page: its template and its title.
-type accountPage struct {
-	name, title string
-}
-
-// accountPageList is every page under /account/, by path segment; the sign-in
-// page also answers /account/ itself.
-var accountPageList = map[string]accountPage{
-	"signin": {"signin", "Sign in"},
-	"signup": {"signup", "Create an account"},
-	"forgot": {"forgot", "Forgot your password"},
-	"reset":  {"reset", "Choose a new password"},
-	"verify": {"verify", "Verify your email address"},
-	"email":  {"email", "Confirm your new email address"},
-	"deny":   {"deny", "This wasn't me"},
-	"me":     {"me", "Your account"},
+// accountPageTitles names every page under /account/ by its path segment;
+// the sign-in page also answers /account/ itself.
+var accountPageTitles = map[string]string{
+	"signin": "Sign in",
+	"signup": "Create an account",
+	"forgot": "Forgot your password",
+	"reset":  "Choose a new password",
+	"verify": "Verify your email address",
+	"email":  "Confirm your new email address",
+	"deny":   "This wasn't me",
+	"me":     "Your account",
 }
 
 // asset is an embedded file with the version its URL carries.
@@ -57,16 +52,15 @@ type asset struct {
 type pageData struct {
 	Page, Title string
 	// Path is the requested path, on the 404 page only.
-	Path     string
-	CSS, JS  string
-	Icon     string
-	NotFound bool
+	Path          string
+	CSS, JS, Icon string
 }
 
 type accountSite struct {
-	pages  map[string]*template.Template
-	assets map[string]asset
-	urls   map[string]string // asset name -> versioned URL
+	pages    map[string][]byte // rendered once: they hold nothing of the request
+	notFound *template.Template
+	assets   map[string]asset
+	urls     map[string]string // asset name -> versioned URL
 }
 
 var assetTypes = map[string]string{
@@ -76,7 +70,7 @@ var assetTypes = map[string]string{
 }
 
 func loadAccountSite() (*accountSite, error) {
-	s := &accountSite{pages: map[string]*template.Template{}, assets: map[string]asset{}, urls: map[string]string{}}
+	s := &accountSite{pages: map[string][]byte{}, assets: map[string]asset{}, urls: map[string]string{}}
 	files, err := fs.Glob(pagesFS, "pages/assets/*")
 	if err != nil {
 		return nil, err
@@ -99,12 +93,26 @@ func loadAccountSite() (*accountSite, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range []string{"signin", "signup", "forgot", "reset", "verify", "email", "deny", "me", "notfound"} {
-		t, err := template.Must(layout.Clone()).ParseFS(pagesFS, "pages/"+name+".html")
+	parse := func(name string) (*template.Template, error) {
+		t, err := layout.Clone()
 		if err != nil {
 			return nil, err
 		}
-		s.pages[name] = t
+		return t.ParseFS(pagesFS, "pages/"+name+".html")
+	}
+	for name := range accountPageTitles {
+		t, err := parse(name)
+		if err != nil {
+			return nil, err
+		}
+		var buf bytes.Buffer
+		if err := t.ExecuteTemplate(&buf, "layout", s.data(name)); err != nil {
+			return nil, err
+		}
+		s.pages[name] = buf.Bytes()
+	}
+	if s.notFound, err = parse("notfound"); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -119,14 +127,14 @@ func accountPages(d Deps) http.Handler {
 	}
 	r := chi.NewRouter()
 	r.Use(pageHeaders)
-	r.Get("/", site.servePage("signin"))
+	r.Get("/", func(w http.ResponseWriter, r *http.Request) { writePage(w, http.StatusOK, site.pages["signin"]) })
 	r.Get("/{page}", func(w http.ResponseWriter, r *http.Request) {
-		p, ok := accountPageList[chi.URLParam(r, "page")]
+		b, ok := site.pages[chi.URLParam(r, "page")]
 		if !ok {
-			site.notFound(w, r)
+			site.serveNotFound(w, r)
 			return
 		}
-		site.servePage(p.name)(w, r)
+		writePage(w, http.StatusOK, b)
 	})
 	r.Get("/assets/{file}", site.serveAsset)
 	return r
@@ -145,40 +153,32 @@ func pageHeaders(next http.Handler) http.Handler {
 }
 
 func (s *accountSite) data(name string) pageData {
-	d := pageData{Page: name, CSS: s.urls["app.css"], JS: s.urls["app.js"], Icon: s.urls["icon.svg"]}
-	if p, ok := accountPageList[name]; ok {
-		d.Title = p.title
-	}
-	return d
+	return pageData{Page: name, Title: accountPageTitles[name], CSS: s.urls["app.css"], JS: s.urls["app.js"], Icon: s.urls["icon.svg"]}
 }
 
-func (s *accountSite) servePage(name string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		s.render(w, http.StatusOK, name, s.data(name))
-	}
-}
-
-func (s *accountSite) notFound(w http.ResponseWriter, r *http.Request) {
+// serveNotFound answers an unknown page or asset with the HTML 404, which
+// names the path (escaped, as everything html/template writes).
+func (s *accountSite) serveNotFound(w http.ResponseWriter, r *http.Request) {
 	d := s.data("notfound")
-	d.Title, d.Path, d.NotFound = "Page not found", r.URL.Path, true
-	s.render(w, http.StatusNotFound, "notfound", d)
-}
-
-func (s *accountSite) render(w http.ResponseWriter, status int, name string, d pageData) {
+	d.Title, d.Path = "Page not found", r.URL.Path
 	var buf bytes.Buffer
-	if err := s.pages[name].ExecuteTemplate(&buf, "layout", d); err != nil {
-		// The templates and their data are fixed at build time: a failure
-		// here is a bug the page tests catch.
+	if err := s.notFound.ExecuteTemplate(&buf, "layout", d); err != nil {
+		// The template is fixed at build time and its data are strings:
+		// this cannot fail but on a bug the page tests catch.
 		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "internal_error", Description: "internal error"})
 		return
 	}
+	writePage(w, http.StatusNotFound, buf.Bytes())
+}
+
+func writePage(w http.ResponseWriter, status int, b []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
+	_, _ = w.Write(b)
 }
 
 // serveAsset serves an embedded asset: cacheable for a year when the URL
@@ -187,7 +187,7 @@ func (s *accountSite) render(w http.ResponseWriter, status int, name string, d p
 func (s *accountSite) serveAsset(w http.ResponseWriter, r *http.Request) {
 	a, ok := s.assets[chi.URLParam(r, "file")]
 	if !ok {
-		s.notFound(w, r)
+		s.serveNotFound(w, r)
 		return
 	}
 	h := w.Header()
