@@ -27,12 +27,12 @@ var _ auth.Store = (*Store)(nil)
 
 // Store wraps a pgx pool.
 type Store struct {
-	pool      *pgxpool.Pool
+	pool      db // every error classified (see classify)
 	listenURL string
 }
 
 // New returns a Store on pool.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: db{pool}} }
 
 // PoolOptions tune the connection pool; the zero value keeps pgx's defaults.
 type PoolOptions struct {
