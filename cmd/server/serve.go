@@ -115,7 +115,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	handler := httpapi.NewServer(httpapi.Deps{
 		Log: log, Service: svc, Keys: svc.Keys(), Ready: st.Ping, TrustedProxies: cfg.TrustedProxies,
 		CORSOrigins: cfg.CORSOrigins, HSTS: tlsOn, Metrics: reg, Issuer: cfg.Issuer,
-		AccountPages: cfg.AccountPages,
+		AccountPages: cfg.AccountPages, RequestTimeout: requestTimeout(cfg.StatementTimeout),
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -179,6 +179,18 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// requestTimeout is a request's deadline: its statements' timeout plus a
+// margin for the rest of its work (hashing waits at most hashWait), so that
+// a request that waits for a connection of a pool whose statements are all
+// stuck answers 503 at about the time a stuck statement would. Without a
+// statement timeout there is no deadline either.
+func requestTimeout(statement time.Duration) time.Duration {
+	if statement <= 0 {
+		return 0
+	}
+	return statement + hashWait
 }
 
 // purge deletes expired rows and audit events past retention in bounded
