@@ -37,10 +37,6 @@ const (
 	// revocationResync is how often the in-memory revocation state is
 	// reloaded in full, in case a notification was ever missed.
 	revocationResync = 30 * time.Second
-	// revocationHeartbeat is how often an instance sends itself a message
-	// through the database; a listener that has not delivered one for three
-	// of these is taken for dead (fail closed) and reconnected.
-	revocationHeartbeat = time.Second
 )
 
 // setMemoryLimit gives the Go runtime a soft memory limit, unless the
@@ -145,7 +141,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	var background sync.WaitGroup
 	defer func() { stopBG(); background.Wait() }() // nothing outlives run
 	background.Go(func() { purge(bg, log, st, cfg.AuditRetention) })
-	background.Go(func() { svc.Run(bg, revocationResync, revocationHeartbeat) })
+	background.Go(func() { svc.Run(bg, revocationResync, cfg.RevocationHeartbeat) })
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(cfg.DebugAddr, log)
 		if err != nil {
