@@ -6,6 +6,8 @@
 #   SOAK=10m           how long the soak runs (default 10m)
 #   SOAK_INTERVAL=1m   its sampling interval (default 1m)
 #   SOAK_CONCURRENCY   its connections (default 16)
+#   SOAK_RATE          its requests per second, all connections together
+#                      (default 300: a steady load a 2-core machine holds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/pg.sh
@@ -14,6 +16,7 @@ export PATH="$PATH:/usr/local/go/bin:$(go env GOPATH 2>/dev/null || echo "$HOME/
 SOAK="${SOAK:-10m}"
 SOAK_INTERVAL="${SOAK_INTERVAL:-1m}"
 C="${SOAK_CONCURRENCY:-16}"
+RATE="${SOAK_RATE:-300}"
 
 # seconds DURATION: 90s, 10m or 1h in seconds.
 seconds() {
@@ -48,8 +51,8 @@ go build -o bin/loadtest ./cmd/loadtest
 
 # The fault cases: the Go tests, every database of theirs on the private
 # cluster (the restart test starts a cluster of its own as well).
-faults="$work/faults.md"
-: >"$faults"
+faults="$work/faults"
+mkdir -p "$faults"
 status=0
 echo "chaos: fault cases (go test -run TestFault)" >&2
 TEST_DATABASE_URL="$admin" REQUIRE_PRIVATE_PG=1 FAULT_REPORT="$faults" \
@@ -58,6 +61,7 @@ echo "chaos: the silent listener again, at the default heartbeat (1s)" >&2
 TEST_DATABASE_URL="$admin" REQUIRE_PRIVATE_PG=1 FAULT_REPORT="$faults" FAULT_HEARTBEAT=1s \
   timeout 300 go test -race -count=1 -v -run 'TestFaultSilentListener$' ./cmd/server/ >>"$work/faults.log" 2>&1 || status=1
 grep -E '^(--- |=== RUN|ok|FAIL|PASS)' "$work/faults.log" | grep -v '=== RUN' >&2 || true
+faults_status=$status
 [ "$status" = 0 ] || { echo "chaos: a fault case failed:" >&2; grep -vE '^(=== (RUN|PAUSE|CONT))' "$work/faults.log" | tail -80 >&2; }
 
 # The soak: the built binary, the load tool's mixed scenario.
@@ -68,11 +72,11 @@ DATABASE_URL="$dburl" ADDR="127.0.0.1:$sport" IP_RATE_LIMIT=0 LOG_LEVEL=warn bin
 server_pid=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$sport/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fs "http://127.0.0.1:$sport/readyz" >/dev/null || { echo "server did not start:"; cat "$work/server.log"; exit 1; } >&2
-echo "chaos: soak, scenario mixed, $C connections for $SOAK (a row every $SOAK_INTERVAL)" >&2
+echo "chaos: soak, scenario mixed, $C connections, $RATE requests/s for $SOAK (a row every $SOAK_INTERVAL)" >&2
 soak_ok=held
 soak_limit=$(( $(seconds "$SOAK") + 300 ))
 timeout "$soak_limit" bin/loadtest -url "http://127.0.0.1:$sport" -scenario mixed -c "$C" -d "$SOAK" \
-  -soak "$SOAK_INTERVAL" -pid "$server_pid" -db "$dburl" >"$work/soak.md" 2>"$work/soak.err" || { soak_ok="**not held**"; status=1; }
+  -rate "$RATE" -soak "$SOAK_INTERVAL" -pid "$server_pid" -db "$dburl" >"$work/soak.md" 2>"$work/soak.err" || { soak_ok="**not held**"; status=1; }
 cat "$work/soak.err" >&2
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 
@@ -90,14 +94,18 @@ pgv=$("$PSQL" "$admin" -Xtqc 'SHOW server_version' | tr -d ' ')
   echo
   echo "## Fault cases"
   echo
-  if [ -s "$faults" ]; then cat "$faults"; else echo "(no fault case reported: see the test output)"; fi
-  if [ "$status" != 0 ]; then echo "Not every case held: see the sections marked FAILED (and the test output)."; fi
+  if ls "$faults"/*.md >/dev/null 2>&1; then
+    for f in "$faults"/*.md; do cat "$f"; done  # the glob sorts: by case, then by time
+  else
+    echo "(no fault case reported: see the test output)"
+  fi
+  if [ "$faults_status" != 0 ]; then echo "Not every case held: see the sections marked FAILED (and the test output)."; fi
   echo
-  echo "## Soak ($SOAK of \`loadtest -scenario mixed\`, $C connections: 90 % \`GET /v1/me\`, 8 % refresh, 2 % login): $soak_ok"
+  echo "## Soak ($SOAK of \`loadtest -scenario mixed\`, $C connections, $RATE requests/s: 90 % \`GET /v1/me\`, 8 % refresh, 2 % login): $soak_ok"
   echo
   echo "Every $SOAK_INTERVAL: that interval's requests, errors and latency, and at its end the server's RSS"
   echo "(VmRSS of /proc/PID/status), goroutines and open file descriptors (its /metrics: the lowest of"
-  echo "5 scrapes 200 ms apart, since requests in flight hold a goroutine each for a moment) and the"
+  echo "20 scrapes over a second, since requests in flight hold a goroutine each for a moment) and the"
   echo "connections to its database (pg_stat_activity). The criteria: at the last interval each of"
   echo "the four within 10 % of the second's (either way); each interval's p99 from the second on at"
   echo "most 1.5× the second's (the first is the warm-up, shown); no errors."

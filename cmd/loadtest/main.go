@@ -11,7 +11,7 @@
 //
 // With -soak 1m it runs for -d and reports each minute (see soak.go):
 //
-//	loadtest -scenario mixed -c 16 -d 10m -soak 1m -pid PID -db DATABASE_URL
+//	loadtest -scenario mixed -c 16 -rate 300 -d 10m -soak 1m -pid PID -db DATABASE_URL
 package main
 
 import (
@@ -86,6 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tsv := fs.String("tsv", "", "also append the result to this file as one tab-separated line")
 	soakEvery := fs.Duration("soak", 0, "soak: run for -d and report every this interval (latency, errors, and the server's RSS, goroutines, fds, database connections) as a Markdown table")
 	pid := fs.Int("pid", 0, "soak: the server's process id (for its RSS)")
+	rate := fs.Float64("rate", 0, "soak: requests per second from all workers together (default: as fast as they can)")
 	dbURL := fs.String("db", "", "soak: the server's database URL (for its connections)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -101,7 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("set-up: %w", err)
 	}
 	if *soakEvery > 0 {
-		samples, err := soak(ctx, c, workers, *dur, soakOptions{interval: *soakEvery, pid: *pid, dbURL: *dbURL})
+		samples, err := soak(ctx, c, workers, *dur, soakOptions{interval: *soakEvery, rate: *rate, pid: *pid, dbURL: *dbURL})
 		if err != nil {
 			return err
 		}

@@ -25,8 +25,9 @@ import (
 // soakOptions are the -soak flags.
 type soakOptions struct {
 	interval time.Duration
-	pid      int    // the server's process, for VmRSS
-	dbURL    string // the server's database, for its connections
+	rate     float64 // requests per second from all workers together; 0: as fast as they can
+	pid      int     // the server's process, for VmRSS
+	dbURL    string  // the server's database, for its connections
 }
 
 // interval is one interval's figures.
@@ -65,7 +66,28 @@ func soak(ctx context.Context, c *client, ws []worker, d time.Duration, o soakOp
 			perWorker[i][k].status = map[int]int{}
 		}
 		wg.Go(func() {
+			// Paced, each worker sends one request every len(ws)/rate: a
+			// steady load the server can hold, so that latency shows the
+			// server, not a queue of a saturated machine.
+			var every time.Duration
+			if o.rate > 0 {
+				every = time.Duration(float64(len(ws)) / o.rate * float64(time.Second))
+			}
+			next := start.Add(time.Duration(i) * every / time.Duration(len(ws)))
 			for ctx.Err() == nil {
+				if every > 0 {
+					if wait := time.Until(next); wait > 0 {
+						select {
+						case <-ctx.Done():
+							return
+						case <-time.After(wait):
+						}
+					}
+					next = next.Add(every)
+					if behind := time.Now(); next.Before(behind) {
+						next = behind // fallen behind: no burst to catch up
+					}
+				}
 				t0 := time.Now()
 				st := w()
 				k := int(t0.Sub(start) / o.interval)
@@ -100,11 +122,11 @@ func soak(ctx context.Context, c *client, ws []worker, d time.Duration, o soakOp
 			s.RSSMiB = rssMiB(o.pid)
 		}
 		// A request in flight holds goroutines (net/http reads the next
-		// one in the background) and its answer a moment: the lowest of a
-		// few scrapes is the level a leak would raise.
-		for j := range 5 {
+		// one in the background) and its answer a moment: the lowest of
+		// 20 scrapes over a second is the level a leak would raise.
+		for j := range 20 {
 			if j > 0 {
-				time.Sleep(200 * time.Millisecond)
+				time.Sleep(50 * time.Millisecond)
 			}
 			m := scrapeMetrics(c.http, c.base)
 			if g := m["go_goroutines"]; j == 0 || g < s.Goroutines {

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -29,8 +30,8 @@ import (
 // restarts, stalls, refuses writes or loses a connection. Each bound on
 // time comes from an interval the test sets (statement timeout, grace) or
 // from the server's own (a 1 s heartbeat), with generous margins; nothing
-// waits on a guess. With FAULT_REPORT set to a file, each test appends
-// what it observed as Markdown (make chaos collects them in RELIABILITY.md).
+// waits on a guess. With FAULT_REPORT set to a directory, each test writes
+// what it observed there as Markdown (make chaos collects it in RELIABILITY.md).
 
 // answer is one HTTP exchange as a client saw it.
 type answer struct {
@@ -130,13 +131,15 @@ func want503(t *testing.T, what string, a answer) {
 	}
 }
 
-// report appends a section to FAULT_REPORT when the test ends (held or
-// not, as the test's verdict says).
+// report writes a section to a file in the directory FAULT_REPORT when
+// the test ends (held or not, as the test's verdict says), named so that
+// the sections sort by title, then by time.
 func report(t *testing.T, title string, lines func() []string) {
-	path := os.Getenv("FAULT_REPORT")
-	if path == "" {
+	dir := os.Getenv("FAULT_REPORT")
+	if dir == "" {
 		return
 	}
+	path := filepath.Join(dir, fmt.Sprintf("%s %d.md", strings.NewReplacer("/", " ", "`", "").Replace(title), time.Now().UnixNano()))
 	t.Cleanup(func() {
 		verdict := "held"
 		if t.Failed() {
@@ -148,19 +151,11 @@ func report(t *testing.T, title string, lines func() []string) {
 			fmt.Fprintf(&b, "- %s\n", l)
 		}
 		b.WriteString("\n")
-		reportMu.Lock()
-		defer reportMu.Unlock()
-		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
+		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 			t.Errorf("FAULT_REPORT: %v", err)
-			return
 		}
-		defer f.Close()
-		_, _ = f.WriteString(b.String())
 	})
 }
-
-var reportMu sync.Mutex
 
 // chain is one client's refresh chain: it always presents its newest
 // token, and after a 5xx or no answer presents the same one again (the
