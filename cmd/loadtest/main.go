@@ -87,6 +87,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	soakEvery := fs.Duration("soak", 0, "soak: run for -d and report every this interval (latency, errors, and the server's RSS, goroutines, fds, database connections) as a Markdown table")
 	pid := fs.Int("pid", 0, "soak: the server's process id (for its RSS)")
 	rate := fs.Float64("rate", 0, "soak: requests per second from all workers together (default: as fast as they can)")
+	warmup := fs.Duration("warmup", 0, "soak: run this long first as fast as the workers can, unmeasured")
 	dbURL := fs.String("db", "", "soak: the server's database URL (for its connections)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -102,7 +103,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("set-up: %w", err)
 	}
 	if *soakEvery > 0 {
-		samples, err := soak(ctx, c, workers, *dur, soakOptions{interval: *soakEvery, rate: *rate, pid: *pid, dbURL: *dbURL})
+		samples, err := soak(ctx, c, workers, *dur, soakOptions{interval: *soakEvery, rate: *rate, warmup: *warmup, pid: *pid, dbURL: *dbURL})
 		if err != nil {
 			return err
 		}

@@ -26,8 +26,9 @@ import (
 type soakOptions struct {
 	interval time.Duration
 	rate     float64 // requests per second from all workers together; 0: as fast as they can
-	pid      int     // the server's process, for VmRSS
-	dbURL    string  // the server's database, for its connections
+	warmup   time.Duration
+	pid      int    // the server's process, for VmRSS
+	dbURL    string // the server's database, for its connections
 }
 
 // interval is one interval's figures.
@@ -38,7 +39,8 @@ type interval struct {
 	ByStatus   map[string]int
 	P50ms      float64
 	P99ms      float64
-	RSSMiB     float64
+	RSSMiB     float64 // the mean of the interval's samples
+	RSSMaxMiB  float64
 	Goroutines float64
 	FDs        float64
 	DBConns    int
@@ -53,6 +55,11 @@ func soak(ctx context.Context, c *client, ws []worker, d time.Duration, o soakOp
 	type bucket struct {
 		lat    []time.Duration
 		status map[int]int
+	}
+	if o.warmup > 0 {
+		// As fast as the workers can, unmeasured: the pool and the heap
+		// grow to their working size before the first interval.
+		measure(ctx, ws, o.warmup)
 	}
 	// Each worker fills its own buckets (one per interval): no lock on the hot path.
 	perWorker := make([][]bucket, len(ws))
@@ -100,7 +107,10 @@ func soak(ctx context.Context, c *client, ws []worker, d time.Duration, o soakOp
 			}
 		})
 	}
-	// Resources at the end of each interval.
+	// Resources: RSS and the database's connections 12 times per
+	// interval (a garbage-collected heap's RSS is a sawtooth: the mean of
+	// an interval is its level; connections: the most seen), goroutines and
+	// fds at each interval's end.
 	samples := make([]interval, n)
 	var conn *pgx.Conn
 	if o.dbURL != "" {
@@ -111,16 +121,34 @@ func soak(ctx context.Context, c *client, ws []worker, d time.Duration, o soakOp
 		defer conn.Close(context.Background())
 	}
 	var sampleErr error
+	const perInterval = 12
 	for k := range n {
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Until(start.Add(time.Duration(k+1) * o.interval))):
-		}
 		s := &samples[k]
 		s.N = k + 1
-		if o.pid > 0 {
-			s.RSSMiB = rssMiB(o.pid)
+		var rssSum float64
+		for j := range perInterval {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Until(start.Add(time.Duration(k)*o.interval + time.Duration(j+1)*o.interval/perInterval))):
+			}
+			if o.pid > 0 {
+				rss := rssMiB(o.pid)
+				rssSum += rss
+				s.RSSMaxMiB = max(s.RSSMaxMiB, rss)
+			}
+			if conn != nil {
+				var dbc int
+				qctx, qcancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err := conn.QueryRow(qctx, `SELECT count(*) FROM pg_stat_activity
+					WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&dbc)
+				qcancel()
+				if err != nil && sampleErr == nil {
+					sampleErr = fmt.Errorf("count the database's connections: %w", err)
+				}
+				s.DBConns = max(s.DBConns, dbc)
+			}
 		}
+		s.RSSMiB = rssSum / perInterval
 		// A request in flight holds goroutines (net/http reads the next
 		// one in the background) and its answer a moment: the lowest of
 		// 20 scrapes over a second is the level a leak would raise.
@@ -134,15 +162,6 @@ func soak(ctx context.Context, c *client, ws []worker, d time.Duration, o soakOp
 			}
 			if f := m["process_open_fds"]; j == 0 || f < s.FDs {
 				s.FDs = f
-			}
-		}
-		if conn != nil {
-			qctx, qcancel := context.WithTimeout(context.Background(), 5*time.Second)
-			err := conn.QueryRow(qctx, `SELECT count(*) FROM pg_stat_activity
-				WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&s.DBConns)
-			qcancel()
-			if err != nil && sampleErr == nil {
-				sampleErr = fmt.Errorf("count the database's connections: %w", err)
 			}
 		}
 	}
@@ -220,8 +239,8 @@ func scrapeMetrics(hc *http.Client, base string) map[string]float64 {
 // interval's p99 (from the second on: the first is the warm-up) at most
 // 1.5 times the second's; no errors. It returns whether all held.
 func soakReport(w io.Writer, samples []interval, every time.Duration) bool {
-	fmt.Fprintf(w, "| %s | requests | errors | p50 ms | p99 ms | p99 / 2nd | RSS MiB | goroutines | open fds | DB connections |\n", unitName(every))
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintf(w, "| %s | requests | errors | p50 ms | p99 ms | p99 / 2nd | RSS MiB, mean | RSS MiB, max | goroutines | open fds | DB connections |\n", unitName(every))
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
 	if len(samples) < 2 {
 		fmt.Fprintln(w, "\n(fewer than two intervals: nothing to compare)")
 		return false
@@ -232,8 +251,8 @@ func soakReport(w io.Writer, samples []interval, every time.Duration) bool {
 		if s.Errors > 0 {
 			errs = fmt.Sprint(s.Errors, " ", s.ByStatus)
 		}
-		fmt.Fprintf(w, "| %d | %d | %s | %.2f | %.2f | %.2f | %.1f | %.0f | %.0f | %d |\n", s.N, s.Requests, errs,
-			s.P50ms, s.P99ms, s.P99ms/ref.P99ms, s.RSSMiB, s.Goroutines, s.FDs, s.DBConns)
+		fmt.Fprintf(w, "| %d | %d | %s | %.2f | %.2f | %.2f | %.1f | %.1f | %.0f | %.0f | %d |\n", s.N, s.Requests, errs,
+			s.P50ms, s.P99ms, s.P99ms/ref.P99ms, s.RSSMiB, s.RSSMaxMiB, s.Goroutines, s.FDs, s.DBConns)
 	}
 	last := samples[len(samples)-1]
 	fmt.Fprintln(w)
@@ -244,7 +263,7 @@ func soakReport(w io.Writer, samples []interval, every time.Duration) bool {
 		fmt.Fprintf(w, "- %s: %s %d %.1f, %s 2 %.1f (%+.1f %%): %s\n", name, unitName(every), last.N, a, unitName(every), b,
 			100*(a-b)/max(b, 1e-9), verdict(held))
 	}
-	within("RSS (MiB)", last.RSSMiB, ref.RSSMiB)
+	within("RSS (MiB, the interval's mean)", last.RSSMiB, ref.RSSMiB)
 	within("goroutines", last.Goroutines, ref.Goroutines)
 	within("open file descriptors", last.FDs, ref.FDs)
 	within("database connections", float64(last.DBConns), float64(ref.DBConns))
