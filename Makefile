@@ -1,4 +1,4 @@
-.PHONY: run test blackbox fuzz bench build vet devdb-stop docker-up
+.PHONY: run test blackbox fuzz bench chaos build vet devdb-stop docker-up
 
 # Serve on http://localhost:8080; without DATABASE_URL a private development
 # PostgreSQL is started in .data/ (needs the PostgreSQL server binaries).
@@ -21,6 +21,12 @@ fuzz:
 # Fresh database and server, ceilings and scenarios, written to BENCHMARKS.md.
 bench:
 	scripts/bench.sh
+
+# The fault cases (PostgreSQL restarted, stalled, read-only, a rotation's
+# connection killed, ...) and a soak (SOAK, default 10m) against a private
+# cluster, written to RELIABILITY.md.
+chaos:
+	scripts/chaos.sh
 
 build:
 	go build -o bin/server ./cmd/server

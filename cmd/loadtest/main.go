@@ -8,6 +8,10 @@
 // 8 % refresh, 2 % login), healthz (the HTTP stack alone, as a ceiling).
 // Users and tokens are made before the timed part. The service must run
 // with IP_RATE_LIMIT=0: every request comes from one address.
+//
+// With -soak 1m it runs for -d and reports each minute (see soak.go):
+//
+//	loadtest -scenario mixed -c 16 -rate 300 -d 10m -soak 1m -pid PID -db DATABASE_URL
 package main
 
 import (
@@ -80,6 +84,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	header := fs.Bool("header", false, "print the Markdown header first")
 	users := fs.Int("users", 0, "distinct users the workers share (default: one per worker)")
 	tsv := fs.String("tsv", "", "also append the result to this file as one tab-separated line")
+	soakEvery := fs.Duration("soak", 0, "soak: run for -d and report every this interval (latency, errors, and the server's RSS, goroutines, fds, database connections) as a Markdown table")
+	pid := fs.Int("pid", 0, "soak: the server's process id (for its RSS)")
+	rate := fs.Float64("rate", 0, "soak: requests per second from all workers together (default: as fast as they can)")
+	warmup := fs.Duration("warmup", 0, "soak: run this long first as fast as the workers can, unmeasured")
+	dbURL := fs.String("db", "", "soak: the server's database URL (for its connections)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -92,6 +101,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	workers, err := c.setup(ctx, *scenario, *conc, *users)
 	if err != nil {
 		return fmt.Errorf("set-up: %w", err)
+	}
+	if *soakEvery > 0 {
+		samples, err := soak(ctx, c, workers, *dur, soakOptions{interval: *soakEvery, rate: *rate, warmup: *warmup, pid: *pid, dbURL: *dbURL})
+		if err != nil {
+			return err
+		}
+		if !soakReport(stdout, samples, *soakEvery) {
+			return errors.New("soak: a criterion did not hold (see the report)")
+		}
+		return nil
 	}
 	res := measure(ctx, workers, *dur)
 	res.Scenario, res.Label, res.Concurrency = *scenario, *label, *conc

@@ -51,7 +51,9 @@ type Config struct {
 	MaxConns          int
 	StatementCache    string
 	StatementTimeout  time.Duration
-	DebugAddr         string
+	// RevocationHeartbeat: how often the listener is proved alive.
+	RevocationHeartbeat time.Duration
+	DebugAddr           string
 	// Mail.
 	SMTPURL           string
 	MailFrom          string
@@ -84,19 +86,20 @@ func loadConfig(getenv func(string) string) (Config, error) {
 			Time:      uint32(p.integer("ARGON2_TIME", "2", 1, 100)),
 			Threads:   uint8(p.integer("ARGON2_THREADS", "1", 1, 255)),
 		},
-		JWTAlg:            p.str("JWT_ALG", auth.AlgEdDSA),
-		TLSCertFile:       p.str("TLS_CERT_FILE", ""),
-		TLSKeyFile:        p.str("TLS_KEY_FILE", ""),
-		MigrateOnStart:    p.boolean("MIGRATE_ON_START", "true"),
-		AuditRetention:    p.duration("AUDIT_RETENTION", "2160h", time.Hour),
-		ListenDatabaseURL: p.str("LISTEN_DATABASE_URL", ""),
-		MaxConns:          p.integer("DATABASE_MAX_CONNS", strconv.Itoa(defaultMaxConns()), 2, 10000),
-		StatementCache:    p.str("DATABASE_STATEMENT_CACHE", "prepare"),
-		StatementTimeout:  p.duration("DATABASE_STATEMENT_TIMEOUT", "5s", 0),
-		DebugAddr:         p.str("DEBUG_ADDR", ""),
-		SMTPURL:           p.str("SMTP_URL", ""),
-		MailFrom:          p.str("MAIL_FROM", "Accounts <no-reply@localhost>"),
-		AccountPages:      p.boolean("ACCOUNT_PAGES", "true"),
+		JWTAlg:              p.str("JWT_ALG", auth.AlgEdDSA),
+		TLSCertFile:         p.str("TLS_CERT_FILE", ""),
+		TLSKeyFile:          p.str("TLS_KEY_FILE", ""),
+		MigrateOnStart:      p.boolean("MIGRATE_ON_START", "true"),
+		AuditRetention:      p.duration("AUDIT_RETENTION", "2160h", time.Hour),
+		ListenDatabaseURL:   p.str("LISTEN_DATABASE_URL", ""),
+		MaxConns:            p.integer("DATABASE_MAX_CONNS", strconv.Itoa(defaultMaxConns()), 2, 10000),
+		StatementCache:      p.str("DATABASE_STATEMENT_CACHE", "prepare"),
+		StatementTimeout:    p.duration("DATABASE_STATEMENT_TIMEOUT", "5s", 0),
+		DebugAddr:           p.str("DEBUG_ADDR", ""),
+		RevocationHeartbeat: p.duration("REVOCATION_HEARTBEAT", "1s", 50*time.Millisecond),
+		SMTPURL:             p.str("SMTP_URL", ""),
+		MailFrom:            p.str("MAIL_FROM", "Accounts <no-reply@localhost>"),
+		AccountPages:        p.boolean("ACCOUNT_PAGES", "true"),
 	}
 	switch v := p.str("EMAIL_VERIFICATION", "optional"); v {
 	case "optional":

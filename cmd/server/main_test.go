@@ -192,7 +192,7 @@ func checkedClient(t *testing.T, url string) *http.Client {
 		apiChecker, apiCheckerErr = oascheck.Load(api.OpenAPI, oascheck.Options{
 			CloseObjects: true, CheckRequests: true,
 			Unrouted: map[int]string{404: "NotFound", 405: "MethodNotAllowed", 200: "Preflight"},
-			Shared:   map[int]string{500: "InternalError"},
+			Shared:   map[int]string{500: "InternalError", 503: "ServiceUnavailable"},
 		})
 	})
 	if apiCheckerErr != nil {

@@ -38,10 +38,6 @@ const (
 	// revocationResync is how often the in-memory revocation state is
 	// reloaded in full, in case a notification was ever missed.
 	revocationResync = 30 * time.Second
-	// revocationHeartbeat is how often an instance sends itself a message
-	// through the database; a listener that has not delivered one for three
-	// of these is taken for dead (fail closed) and reconnected.
-	revocationHeartbeat = time.Second
 )
 
 // setMemoryLimit gives the Go runtime a soft memory limit, unless the
@@ -120,7 +116,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	handler := httpapi.NewServer(httpapi.Deps{
 		Log: log, Service: svc, Keys: svc.Keys(), Ready: st.Ping, TrustedProxies: cfg.TrustedProxies,
 		CORSOrigins: cfg.CORSOrigins, HSTS: tlsOn, Metrics: reg, Issuer: cfg.Issuer,
-		AccountPages: cfg.AccountPages,
+		AccountPages: cfg.AccountPages, RequestTimeout: requestTimeout(cfg.StatementTimeout),
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -150,7 +146,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	var background sync.WaitGroup
 	defer func() { stopBG(); background.Wait() }() // nothing outlives run
 	background.Go(func() { purge(bg, log, st, cfg.AuditRetention) })
-	background.Go(func() { svc.Run(bg, revocationResync, revocationHeartbeat) })
+	background.Go(func() { svc.Run(bg, revocationResync, cfg.RevocationHeartbeat) })
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(cfg.DebugAddr, log)
 		if err != nil {
@@ -184,6 +180,18 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// requestTimeout is a request's deadline: its statements' timeout plus a
+// margin for the rest of its work (hashing waits at most hashWait), so that
+// a request that waits for a connection of a pool whose statements are all
+// stuck answers 503 at about the time a stuck statement would. Without a
+// statement timeout there is no deadline either.
+func requestTimeout(statement time.Duration) time.Duration {
+	if statement <= 0 {
+		return 0
+	}
+	return statement + hashWait
 }
 
 // purge deletes expired rows and audit events past retention in bounded

@@ -43,6 +43,28 @@ var (
 	ErrCredentialsChanged = errors.New("credentials changed")
 )
 
+// UnavailableError is a dependency that cannot serve the request now (the
+// database is down, restarting, read-only or does not answer in time): the
+// client should try again later. Reason says which, in words a client may
+// read; Err is the cause, for the log only. It matches ErrUnavailable.
+type UnavailableError struct {
+	Reason string
+	Err    error
+}
+
+func (e *UnavailableError) Error() string {
+	if e.Err == nil {
+		return e.Reason
+	}
+	return e.Reason + ": " + e.Err.Error()
+}
+
+// Unwrap returns the cause.
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrUnavailable) hold.
+func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }
+
 // ValidationError is a bad input, with what is wrong per field.
 type ValidationError struct {
 	Fields map[string]string

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +37,7 @@ func TestWriteError(t *testing.T) {
 		{errMediaType, 415, "unsupported_media_type", "", ""},
 		{&auth.RateLimitError{RetryAfter: 1500 * time.Millisecond}, 429, "too_many_requests", "Retry-After", "2"},
 		{auth.ErrUnavailable, 503, "service_unavailable", "Retry-After", "1"},
+		{fmt.Errorf("store: x: %w", &auth.UnavailableError{Reason: "the database is read-only", Err: errors.New("25006")}), 503, "service_unavailable", "Retry-After", "1"},
 		{errors.New("store: connection refused at 10.0.0.1"), 500, "internal_error", "", ""},
 	}
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
@@ -53,6 +55,10 @@ func TestWriteError(t *testing.T) {
 			if tc.header != "" && w.Header().Get(tc.header) != tc.value {
 				t.Fatalf("%s = %q, want %q", tc.header, w.Header().Get(tc.header), tc.value)
 			}
+			var ue *auth.UnavailableError
+			if errors.As(tc.err, &ue) && body.Description != ue.Reason {
+				t.Fatalf("description %q, want the reason %q", body.Description, ue.Reason)
+			}
 			if tc.status == 500 && body.Description != "internal error" {
 				t.Fatalf("500 leaks: %q", body.Description)
 			}
@@ -64,4 +70,21 @@ func asError[T error](err error, target *T) bool { return errors.As(err, target)
 
 func isAuthError(err error) bool {
 	return errors.Is(err, auth.ErrNoToken) || errors.Is(err, auth.ErrInvalidToken)
+}
+
+// TestWriteErrorPastTheDeadline: a request whose deadline (Deps.RequestTimeout)
+// passed answers 503 with Retry-After, not 500.
+func TestWriteErrorPastTheDeadline(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 0)
+	defer cancel()
+	<-ctx.Done()
+	w := httptest.NewRecorder()
+	writeError(w, httptest.NewRequest("GET", "/", nil).WithContext(ctx), slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		fmt.Errorf("auth: x: %w", context.DeadlineExceeded))
+	var body errorBody
+	_ = json.Unmarshal(w.Body.Bytes(), &body)
+	if w.Code != 503 || body.Error != "service_unavailable" || w.Header().Get("Retry-After") != "1" {
+		t.Fatalf("got %d %+v (Retry-After %q), want 503 service_unavailable with Retry-After", w.Code, body, w.Header().Get("Retry-After"))
+	}
 }

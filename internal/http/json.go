@@ -300,6 +300,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	var re *requestError
 	var ve *auth.ValidationError
 	var rl *auth.RateLimitError
+	var ue *auth.UnavailableError
 	switch {
 	case errors.As(err, &re):
 		status, body = re.status, errorBody{Error: re.code, Description: re.msg}
@@ -326,9 +327,20 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	case errors.As(err, &rl):
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(rl.RetryAfter.Seconds()))))
 		status, body = http.StatusTooManyRequests, errorBody{Error: "too_many_requests", Description: "too many requests, try again later"}
+	case errors.As(err, &ue):
+		// The database cannot serve this now (down, restarting, read-only,
+		// too slow): the client tries again; the operator sees why.
+		log.WarnContext(r.Context(), "database unavailable", "request_id", requestID(r.Context()),
+			"method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "1")
+		status, body = http.StatusServiceUnavailable, errorBody{Error: "service_unavailable", Description: ue.Reason}
 	case errors.Is(err, auth.ErrUnavailable):
 		w.Header().Set("Retry-After", "1")
 		status, body = http.StatusServiceUnavailable, errorBody{Error: "service_unavailable", Description: "busy, try again shortly"}
+	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() != nil:
+		// The request's deadline (Deps.RequestTimeout) passed.
+		w.Header().Set("Retry-After", "1")
+		status, body = http.StatusServiceUnavailable, errorBody{Error: "service_unavailable", Description: "the request did not finish in time"}
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody reads this answer.
 		status, body = http.StatusServiceUnavailable, errorBody{Error: "service_unavailable", Description: "request cancelled"}

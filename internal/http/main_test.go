@@ -46,7 +46,7 @@ func openAPI(t *testing.T) *oascheck.Checker {
 		checker, checkerErr = oascheck.Load(api.OpenAPI, oascheck.Options{
 			CloseObjects: true, CheckRequests: true,
 			Unrouted: map[int]string{404: "NotFound", 405: "MethodNotAllowed", 200: "Preflight"},
-			Shared:   map[int]string{500: "InternalError"},
+			Shared:   map[int]string{500: "InternalError", 503: "ServiceUnavailable"},
 		})
 	})
 	if checkerErr != nil {

@@ -251,3 +251,14 @@ func methodNotAllowed(mux chi.Routes) http.HandlerFunc {
 			Description: "method " + strconv.Quote(r.Method) + " is not allowed here"})
 	}
 }
+
+// withDeadline gives each request's context a deadline d from now.
+func withDeadline(d time.Duration) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+}

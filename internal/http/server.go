@@ -37,6 +37,11 @@ type Deps struct {
 	Issuer string
 	// AccountPages serves the account pages at /account/ (ACCOUNT_PAGES).
 	AccountPages bool
+	// RequestTimeout, when not zero, is each request's deadline: a request
+	// waiting for a database connection (every one taken by statements
+	// stuck on a lock, say) or for an answer gives up then with 503
+	// instead of hanging on.
+	RequestTimeout time.Duration
 }
 
 // Metrics receives the HTTP layer's counts (internal/metrics implements
@@ -63,6 +68,9 @@ func NewServer(d Deps) http.Handler {
 	}
 	r := chi.NewRouter()
 	r.Use(withRequestID, securityHeaders, recoverer(d.Log))
+	if d.RequestTimeout > 0 {
+		r.Use(withDeadline(d.RequestTimeout))
+	}
 	if d.HSTS {
 		r.Use(hsts)
 	}

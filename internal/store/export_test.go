@@ -8,3 +8,6 @@ var (
 	RevocationKinds  = revocationKinds
 	RotationOutcomes = rotationOutcomes
 )
+
+// Classify is exported for TestClassify.
+var Classify = classify

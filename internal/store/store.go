@@ -27,12 +27,12 @@ var _ auth.Store = (*Store)(nil)
 
 // Store wraps a pgx pool.
 type Store struct {
-	pool      *pgxpool.Pool
+	pool      db // every error classified (see classify)
 	listenURL string
 }
 
 // New returns a Store on pool.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: db{pool}} }
 
 // PoolOptions tune the connection pool; the zero value keeps pgx's defaults.
 type PoolOptions struct {
@@ -149,27 +149,29 @@ func Migrate(pool *pgxpool.Pool) error {
 // dirty, and Up puts the version back to the last one applied, so that the
 // next start (or `server migrate up`) tries again once the cause is fixed
 // instead of stopping at "dirty database". It does so only for a version
-// that this call made dirty: a dirty version found at the start (a crash
-// between a migration's commit and its clean mark, say) may well be
-// applied, and is left to an operator (`server migrate force`). Every
-// migration must therefore stay transactional (no CREATE INDEX CONCURRENTLY).
+// that this call made dirty: a dirty version found when golang-migrate
+// holds its lock (a crash between a migration's commit and its clean mark,
+// say) may well be applied, and is left to an operator (`server migrate
+// force`). The dirty check is golang-migrate's own, under its lock: a
+// version read as dirty before that is as likely another instance applying
+// that migration right now (instances started together on an empty
+// database), which m.Up waits for. Every migration must therefore stay
+// transactional (no CREATE INDEX CONCURRENTLY).
 func Up(m *migrate.Migrate) error {
-	before, dirty, err := m.Version()
-	switch {
-	case errors.Is(err, migrate.ErrNilVersion):
-		before = 0
-	case err != nil:
-		return fmt.Errorf("store: migrate up: %w", err)
-	case dirty:
-		return fmt.Errorf("store: migrate up: the schema is marked dirty at version %d: a migration was interrupted; "+
-			"check whether it was applied, then run `server migrate force %d` (applied) or `server migrate force %d` (not applied)",
-			before, before, previousVersion(before))
-	}
-	err = m.Up()
+	err := m.Up()
 	if err == nil || errors.Is(err, migrate.ErrNoChange) {
 		return nil
 	}
-	if v, dirty, verr := m.Version(); verr == nil && dirty && v > before {
+	var de migrate.ErrDirty
+	if errors.As(err, &de) {
+		v := uint(de.Version)
+		return fmt.Errorf("store: migrate up: the schema is marked dirty at version %d: a migration was interrupted; "+
+			"check whether it was applied, then run `server migrate force %d` (applied) or `server migrate force %d` (not applied)",
+			v, v, previousVersion(v))
+	}
+	// A migration failed under the lock this call held: the dirty version
+	// is its own, and the migration's transaction changed nothing.
+	if v, dirty, verr := m.Version(); verr == nil && dirty {
 		if ferr := m.Force(previousVersion(v)); ferr != nil {
 			return fmt.Errorf("store: migrate up: %w (and the dirty version %d could not be reset: %v)", err, v, ferr)
 		}
