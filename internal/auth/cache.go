@@ -55,6 +55,27 @@ func (b *boundedMap[V]) put(k string, v V) {
 	b.m[k] = v
 }
 
+// sweep drops the expired entries, so that a map whose entries expire
+// holds what is live, not everything until the cap.
+func (b *boundedMap[V]) sweep() {
+	if b.expired == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for key, v := range b.m {
+		if b.expired(v) {
+			delete(b.m, key)
+		}
+	}
+}
+
+func (b *boundedMap[V]) len() int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return len(b.m)
+}
+
 func (b *boundedMap[V]) delete(k string) {
 	b.mu.Lock()
 	delete(b.m, k)

@@ -46,3 +46,9 @@ func (s *Service) FillHashSlots() (release func()) {
 // LoadGenerations reads the password-hash parameter sets in use now, as
 // Run does every minute.
 func (s *Service) LoadGenerations(ctx context.Context) error { return s.loadGenerations(ctx) }
+
+// CachedTokens is how many verified tokens the cache holds.
+func (t *Tokens) CachedTokens() int { return t.verified.len() }
+
+// SweepCache drops expired tokens from the cache, as Run does every minute.
+func (t *Tokens) SweepCache() { t.verified.sweep() }

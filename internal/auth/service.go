@@ -196,6 +196,9 @@ func (s *Service) Run(ctx context.Context, resync, heartbeat time.Duration) {
 			return
 		case <-t.C:
 		}
+		// Verified tokens are cached until they expire; without a sweep
+		// they would stay until the cache is full (tens of MiB).
+		s.tokens.verified.sweep()
 		if err := s.keys.Reload(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("reload signing keys", "err", err)
 		}

@@ -272,3 +272,38 @@ func TestKeysSealedAtRest(t *testing.T) {
 		t.Fatalf("OpenKey: %v", err)
 	}
 }
+
+// TestExpiredTokensLeaveTheCache: verified tokens are cached until they
+// expire, and the sweep (every minute in Run) drops them then, so that the
+// cache holds the live tokens, not every token seen until it is full.
+func TestExpiredTokensLeaveTheCache(t *testing.T) {
+	t.Parallel()
+	k := testdb.NewKit(t, testdb.KitOptions{})
+	tokens := k.Service.Tokens()
+	verify := func(n int) {
+		for range n {
+			it, err := tokens.Issue(uuid.NewString(), uuid.NewString(), auth.RoleUser, time.Time{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tokens.Verify(context.Background(), it.Token); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	verify(50)
+	if n := tokens.CachedTokens(); n != 50 {
+		t.Fatalf("%d cached, want 50", n)
+	}
+	k.Clock.Advance(10 * time.Minute)
+	verify(20)
+	tokens.SweepCache()
+	if n := tokens.CachedTokens(); n != 70 {
+		t.Fatalf("%d cached after a sweep with none expired, want 70", n)
+	}
+	k.Clock.Advance(6 * time.Minute) // the first 50 (15 min) are past their exp, the 20 not
+	tokens.SweepCache()
+	if n := tokens.CachedTokens(); n != 20 {
+		t.Fatalf("%d cached after the first 50 expired, want 20", n)
+	}
+}
