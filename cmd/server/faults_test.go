@@ -734,7 +734,7 @@ func TestFaultSilentListener(t *testing.T) {
 	if st, _ := call(t, "GET", b+"/v1/me", ch.at, nil); st != 401 {
 		t.Errorf("B after its listener reconnected: %d, want 401", st)
 	}
-	report(t, "6. A silent listener (its connection stalled, not closed)", func() []string {
+	report(t, "6. A silent listener (its connection stalled, not closed), REVOCATION_HEARTBEAT="+heartbeat, func() []string {
 		return []string{
 			"instance B listens through a TCP forwarder that stops moving bytes; a token is revoked (logout) on instance A",
 			fmt.Sprintf("B refused the revoked token %s after the revocation (bound 5 s; `REVOCATION_HEARTBEAT=%s`, silent after 3); %d checks accepted it before", refusedAfter.Round(time.Millisecond), heartbeat, accepted),
