@@ -90,7 +90,7 @@ done
 
 cores=$(nproc)
 # The server sizes its hashing slots itself (from the CPUs and its memory budget); ask it.
-scrape() { curl -fs "$URL/metrics" | awk -v n="$1" '$1 == n {print $2; exit}'; }
+scrape() { curl -fs "$URL/metrics" | awk -v n="$1" '$1 == n && !done {print $2; done = 1}'; } # reads to the end: an early exit would fail curl (EPIPE)
 slots=$(scrape accounts_hash_slots); slots=${slots%.*}
 hash_mib=$(( $(scrape accounts_hash_memory_bytes | awk '{printf "%d", $1}') / 1048576 ))
 echo "overload: $(( 4 * slots )) concurrent logins for $slots hashing slots" >&2

@@ -213,6 +213,12 @@ func (s *Service) Run(ctx context.Context, resync, heartbeat time.Duration) {
 func (s *Service) revoke(vs ...Revocation) {
 	for _, v := range vs {
 		s.metrics.Revoked(v.Kind)
+		if v.Kind == EndedSession {
+			// An ended session is never looked up again (its tokens are
+			// refused first): its entries would only fill the maps.
+			s.sessions.delete(v.ID)
+			s.sessionClients.delete(v.ID)
+		}
 		// Without revocations nothing is cached: Me reads the database.
 		if s.revocations != nil {
 			s.revocations.Apply(v)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/go-chi/cors"
@@ -29,7 +30,7 @@ const browserHeader, browserHeaderValue = "X-Requested-With", "accounts"
 func browserGuard(origins []string) func(http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	for _, o := range origins {
-		// Config checked each is an origin; a bad one fails at start.
+		// NewServer made each canonical; config checked each is an origin.
 		if err := cop.AddTrustedOrigin(o); err != nil {
 			panic(err)
 		}
@@ -50,6 +51,22 @@ func browserGuard(origins []string) func(http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// canonicalOrigin is an origin as a browser sends it (RFC 6454 §6.1):
+// scheme and host in lower case, no default port. CrossOriginProtection
+// compares trusted origins exactly.
+func canonicalOrigin(o string) string {
+	u, err := url.Parse(o)
+	if err != nil {
+		return o
+	}
+	host := strings.ToLower(u.Host)
+	switch scheme := strings.ToLower(u.Scheme); {
+	case scheme == "https" && strings.HasSuffix(host, ":443"), scheme == "http" && strings.HasSuffix(host, ":80"):
+		host = host[:strings.LastIndexByte(host, ':')]
+	}
+	return strings.ToLower(u.Scheme) + "://" + host
 }
 
 // browserCORS is CORS with credentials for the listed origins, on the

@@ -66,6 +66,12 @@ func NewServer(d Deps) http.Handler {
 	if d.Metrics == nil {
 		d.Metrics = nopMetrics{}
 	}
+	// Origins as browsers send them, for the CORS layers and the CSRF check.
+	origins := make([]string, len(d.CORSOrigins))
+	for i, o := range d.CORSOrigins {
+		origins[i] = canonicalOrigin(o)
+	}
+	d.CORSOrigins = origins
 	r := chi.NewRouter()
 	r.Use(withRequestID, securityHeaders, recoverer(d.Log))
 	if d.RequestTimeout > 0 {

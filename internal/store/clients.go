@@ -113,7 +113,10 @@ SELECT id::text, user_id::text, client_id FROM sessions
  WHERE id = $1 AND ended_at IS NULL AND (rt_hash = $2 OR rt_prev_hash = $2)`
 	sessionByLegacyToken = `
 SELECT s.id::text, s.user_id::text, s.client_id FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
- WHERE t.hash = $1 AND t.spent_at IS NULL AND s.ended_at IS NULL`
+ WHERE t.hash = $1 AND s.ended_at IS NULL
+   AND (t.spent_at IS NULL   -- live
+        OR s.rt_prev_hash = $1 -- just spent, its session converted to format 2
+        OR EXISTS (SELECT 1 FROM refresh_tokens n WHERE n.hash = t.successor_hash AND n.spent_at IS NULL))` // just spent, format 1
 )
 
 // RefreshTokenSession finds the live session whose live or just-spent

@@ -54,7 +54,8 @@ func unavailableReason(err error) string {
 			return reasonSlow
 		case strings.HasPrefix(pe.Code, "08"), // connection exception
 			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03", // admin_shutdown, crash_shutdown, cannot_connect_now
-			pe.Code == "57P05": // idle_session_timeout
+			pe.Code == "57P05",                     // idle_session_timeout
+			pe.Code == "25P03", pe.Code == "25P04": // idle_in_transaction_session_timeout (store.Open sets it), transaction_timeout (PostgreSQL 17)
 			return reasonDown
 		case strings.HasPrefix(pe.Code, "53"), // insufficient resources (too_many_connections)
 			pe.Code == "40001", pe.Code == "40P01": // serialization failure, deadlock: try again

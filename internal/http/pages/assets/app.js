@@ -457,8 +457,19 @@
 
     $('me-sessions-title').tabIndex = -1;
 
-    $('me-logout').addEventListener('click', async () => {
-      await api('POST', '/v1/browser/logout', { browser: true });
+    // Signed out only once the service says so: on a 503 or a lost
+    // network the session (and its cookie) is still live, and saying
+    // otherwise would leave the next person at this computer signed in.
+    $('me-logout').addEventListener('click', async (ev) => {
+      ev.target.disabled = true;
+      $('me-logout-error').textContent = '';
+      const r = await api('POST', '/v1/browser/logout', { browser: true });
+      ev.target.disabled = false;
+      if (r.status !== 204) {
+        $('me-logout-error').textContent = 'You are still signed in: ' +
+          (describe(r).form || 'the service could not sign you out.') + ' Press Sign out again.';
+        return;
+      }
       access = null;
       clearTimeout(timer);
       location.assign('/account/signin#signed-out');
