@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -26,43 +27,14 @@ import (
 // UPDATE_SCREENSHOTS=1 writes the pages' screenshots to docs/screenshots/.
 func TestBrowser(t *testing.T) {
 	t.Parallel()
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	var missing []string
-	if _, err := os.Stat(chromium); err != nil {
-		missing = append(missing, chromium)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing = append(missing, "node")
-	}
-	for _, m := range []string{"playwright-core", "axe-core"} {
-		if _, err := os.Stat("../../e2e/node_modules/" + m); err != nil {
-			missing = append(missing, "e2e/node_modules/"+m+" (npm ci --prefix e2e)")
-		}
-	}
-	if len(missing) > 0 {
-		if os.Getenv("REQUIRE_BROWSER") == "1" {
-			t.Fatalf("REQUIRE_BROWSER=1 but these are missing: %s", strings.Join(missing, ", "))
-		}
-		t.Skipf("SKIPPED: the browser tests need %s", strings.Join(missing, ", "))
-	}
-
+	node, chromium := browserTools(t, "playwright-core", "axe-core")
 	// The service is http://localhost:PORT (the cookie's site is localhost),
 	// so that the script's second server, on 127.0.0.1, is another site.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	base := fmt.Sprintf("http://localhost:%d", port)
+	base, addr := localhostBase(t)
 	mailDir := t.TempDir()
 	passwords := []string{rand.Text(), rand.Text(), rand.Text()}
 	vars := map[string]string{
-		"DATABASE_URL": testdb.URL(t), "ADDR": fmt.Sprintf("127.0.0.1:%d", port), "JWT_ISSUER": base,
+		"DATABASE_URL": testdb.URL(t), "ADDR": addr, "JWT_ISSUER": base,
 		"SMTP_URL": "file://" + mailDir, "ACCESS_TOKEN_TTL": "3s", "JWT_LEEWAY": "0s", "IP_RATE_LIMIT": "0",
 	}
 	var mu sync.Mutex
@@ -76,6 +48,7 @@ func TestBrowser(t *testing.T) {
 
 	shots := ""
 	if os.Getenv("UPDATE_SCREENSHOTS") == "1" {
+		var err error
 		if shots, err = filepath.Abs("../../docs/screenshots"); err != nil {
 			t.Fatal(err)
 		}
@@ -131,4 +104,46 @@ func TestBrowser(t *testing.T) {
 			t.Fatalf("a log line holds a JWT: %s", l)
 		}
 	}
+}
+
+// browserTools finds node and Chromium (CHROMIUM, else /usr/bin/chromium)
+// and checks that npm ci --prefix e2e installed modules. Without them the
+// test is skipped, unless REQUIRE_BROWSER=1 (as .ci/run sets), which makes
+// their absence a failure.
+func browserTools(t *testing.T, modules ...string) (node, chromium string) {
+	t.Helper()
+	chromium = cmp.Or(os.Getenv("CHROMIUM"), "/usr/bin/chromium")
+	var missing []string
+	if _, err := os.Stat(chromium); err != nil {
+		missing = append(missing, chromium)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		missing = append(missing, "node")
+	}
+	for _, m := range modules {
+		if _, err := os.Stat("../../e2e/node_modules/" + m); err != nil {
+			missing = append(missing, "e2e/node_modules/"+m+" (npm ci --prefix e2e)")
+		}
+	}
+	if len(missing) > 0 {
+		if os.Getenv("REQUIRE_BROWSER") == "1" {
+			t.Fatalf("REQUIRE_BROWSER=1 but these are missing: %s", strings.Join(missing, ", "))
+		}
+		t.Skipf("SKIPPED: the browser tests need %s", strings.Join(missing, ", "))
+	}
+	return node, chromium
+}
+
+// localhostBase picks a free port for a server at http://localhost:PORT
+// (listening on 127.0.0.1:PORT, addr).
+func localhostBase(t *testing.T) (base, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return fmt.Sprintf("http://localhost:%d", port), fmt.Sprintf("127.0.0.1:%d", port)
 }

@@ -50,18 +50,7 @@ func (a answer) key() string {
 }
 
 func send(c *http.Client, method, url, token string, body any) answer {
-	var r io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		r = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, url, r)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
+	req := jsonRequest(method, url, token, body)
 	start := time.Now()
 	res, err := c.Do(req)
 	if err != nil {

@@ -143,8 +143,9 @@ func waitForReady(t *testing.T, base string) {
 	}
 }
 
-func call(t *testing.T, method, url, token string, body any) (int, map[string]any) {
-	t.Helper()
+// jsonRequest is a request with body as JSON (when not nil) and token as
+// its bearer (when not empty).
+func jsonRequest(method, url, token string, body any) *http.Request {
 	var r io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -157,6 +158,12 @@ func call(t *testing.T, method, url, token string, body any) (int, map[string]an
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	return req
+}
+
+func call(t *testing.T, method, url, token string, body any) (int, map[string]any) {
+	t.Helper()
+	req := jsonRequest(method, url, token, body)
 	res, err := checkedClient(t, url).Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -6,8 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -91,29 +89,11 @@ const { chromium } = require(process.env.E2E + '/node_modules/playwright-core');
 // succeeded.
 func TestPagesSignOutThatFailedSaysSo(t *testing.T) {
 	t.Parallel()
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	node, err := exec.LookPath("node")
+	node, chromium := browserTools(t, "playwright-core")
 	e2e, _ := filepath.Abs("../../e2e")
-	_, serr := os.Stat(chromium)
-	_, merr := os.Stat(e2e + "/node_modules/playwright-core")
-	if serr != nil || err != nil || merr != nil {
-		if os.Getenv("REQUIRE_BROWSER") == "1" {
-			t.Fatalf("REQUIRE_BROWSER=1 but chromium (%v), node (%v) or e2e/node_modules/playwright-core (%v) is missing", serr, err, merr)
-		}
-		t.Skip("SKIPPED: needs chromium, node and npm ci --prefix e2e")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	base := fmt.Sprintf("http://localhost:%d", port)
+	base, addr := localhostBase(t)
 	startServer(t, map[string]string{
-		"DATABASE_URL": testdb.URL(t), "ADDR": fmt.Sprintf("127.0.0.1:%d", port), "JWT_ISSUER": base,
+		"DATABASE_URL": testdb.URL(t), "ADDR": addr, "JWT_ISSUER": base,
 		"IP_RATE_LIMIT": "0",
 	})
 	const email, password = "shared-computer@example.com", "q8Zt-Uv2m-Lp9x-Rk4w-Hs7c"
