@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -62,27 +61,7 @@ func TestBrowser(t *testing.T) {
 	cmd.Dir = "../../e2e"
 	cmd.Env = append(os.Environ(), "BASE_URL="+base, "MAIL_DIR="+mailDir, "CHROMIUM="+chromium,
 		"SCREENSHOT_DIR="+shots, "PASSWORDS="+strings.Join(passwords, ","))
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		t.Log(sc.Text())
-		out.WriteString(sc.Text() + "\n")
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("node: %v\nstderr:\n%s", err, stderr.String())
-	}
-	if !strings.Contains(out.String(), "all ok") {
-		t.Fatalf("browser.mjs did not finish:\n%s\n%s", out.String(), stderr.String())
-	}
+	runNode(t, cmd, func(line string) { t.Log(line) })
 
 	// Every log line is in once run has returned: none holds a password
 	// or an access token.

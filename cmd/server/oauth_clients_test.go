@@ -358,19 +358,9 @@ func TestNodeClients(t *testing.T) {
 	cmd.Env = append(os.Environ(), "ISSUER="+base, "AUDIENCE=accounts", "REFRESH_TOKEN="+rt,
 		"CLIENT_ID=resource-api", "CLIENT_SECRET="+secret)
 	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		line := sc.Text()
-		out.WriteString(line + "\n")
+	runNode(t, cmd, func(line string) {
 		if line != "ROTATE" {
-			continue
+			return
 		}
 		// A new signing key, used by an instance started after it; the
 		// first instance learns it from the first token it meets, and its
@@ -384,6 +374,28 @@ func TestNodeClients(t *testing.T) {
 			t.Fatalf("the first instance refused a token of the new key: %d", st)
 		}
 		fmt.Fprintln(stdin, at)
+	})
+}
+
+// runNode runs a script of e2e/ (cmd, its pipes not yet taken but stdin),
+// handing each line it prints to onLine, and fails the test unless it
+// exits cleanly having printed "all ok".
+func runNode(t *testing.T, cmd *exec.Cmd, onLine func(string)) {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		out.WriteString(sc.Text() + "\n")
+		onLine(sc.Text())
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("node: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), stderr.String())
